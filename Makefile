@@ -1,0 +1,52 @@
+# Two commands for everything:
+#   make lab    set up (first time only), fetch the assets, start JupyterLab on notebooks/
+#   make test   the same set-up, then the whole test suite, every notebook included
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is installed first and only when none is importable in the environment.
+# On Linux without a GPU, a smaller CPU build: make lab TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+STAMP := $(VENV)/.installed
+
+.PHONY: help lab test setup assets lock clean
+
+help:
+	@echo "make lab   - set up, fetch assets, start JupyterLab on notebooks/"
+	@echo "make test  - set up, fetch assets, run unit tests and every notebook (nbval)"
+	@echo "make lock  - regenerate requirements-lock.txt from requirements.txt"
+	@echo "make clean - remove the virtual environment (the asset cache stays)"
+
+setup: $(STAMP)
+
+$(STAMP): requirements-lock.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(PIP) install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(PIP) install --quiet -r requirements-lock.txt
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+assets: setup
+	$(BIN)/python -m utils.assets
+
+lab: assets
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks
+
+# The tests never need the Hugging Face Hub: run them offline, as CI does.
+test: assets
+	HF_HUB_OFFLINE=1 HF_EVALUATE_OFFLINE=1 $(BIN)/python -m pytest
+
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	.lock-venv/bin/python -m pip install --quiet -r requirements.txt
+	{ echo "# Exact versions installed by \`make\` (and CI): the environment the stored notebook outputs"; \
+	  echo "# were made with, on Python 3.11. torch is installed before this file, as $(TORCH_SPEC)."; \
+	  echo "# Regenerate with \`make lock\` after changing requirements.txt."; \
+	  .lock-venv/bin/python -m pip freeze | grep -v -i -E '^(torch|finetuning-course)[=@ ]'; } > requirements-lock.txt
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,83 @@
+"""Packing, prompt masking, perplexity and seeded generation for causal LMs."""
+
+import math
+
+import datasets
+import pytest
+import torch
+from tiny import tiny_causal_lm
+from transformers import DataCollatorForSeq2Seq
+
+from utils.language_modeling import (
+    IGNORE_INDEX,
+    chat_example,
+    generate_text,
+    mean_token_loss,
+    pack_into_blocks,
+    perplexity,
+    tokenize_and_pack,
+)
+from utils.models import load_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer("smollm2")
+
+
+def test_packing_makes_full_blocks_with_separators_and_drops_the_tail():
+    packed = pack_into_blocks([[5, 6, 7], [8, 9], [10, 11, 12, 13]], block_size=4, separator_id=2)
+    # stream: 5 6 7 2 8 9 2 10 11 12 13 2 -> three blocks of four
+    assert packed["input_ids"] == [[5, 6, 7, 2], [8, 9, 2, 10], [11, 12, 13, 2]]
+    assert packed["labels"] == packed["input_ids"] and packed["labels"][0] is not packed["input_ids"][0]
+    assert pack_into_blocks([[1, 2, 3]], block_size=4, separator_id=None)["input_ids"] == []
+    with pytest.raises(ValueError):
+        pack_into_blocks([[1]], block_size=1, separator_id=None)
+
+
+def test_tokenize_and_pack_keeps_every_full_block(tokenizer):
+    texts = datasets.Dataset.from_dict({"text": ["To be, or not to be: that is the question." * 3, "Exeunt."]})
+    packed = tokenize_and_pack(texts, tokenizer, block_size=8)
+    total = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) + 1 for t in texts["text"])
+    assert len(packed) == total // 8 and all(len(ids) == 8 for ids in packed["input_ids"])
+    assert packed.column_names == ["input_ids", "labels"]
+
+
+def test_chat_examples_mask_everything_but_the_answer(tokenizer):
+    messages = [{"role": "user", "content": "Is this review positive? 'A delight.'"},
+                {"role": "assistant", "content": "positive"}]  # fmt: skip
+    masked = chat_example(tokenizer, messages)
+    unmasked = chat_example(tokenizer, messages, mask_prompt=False)
+    assert masked["input_ids"] == unmasked["input_ids"] and unmasked["labels"] == unmasked["input_ids"]
+    answer = [t for t in masked["labels"] if t != IGNORE_INDEX]
+    assert tokenizer.decode(answer).strip() == "positive<|im_end|>"
+    assert masked["labels"][: -len(answer)] == [IGNORE_INDEX] * (len(masked["labels"]) - len(answer))
+    with pytest.raises(ValueError, match="assistant"):
+        chat_example(tokenizer, messages[:1])
+
+
+def test_perplexity_is_exp_of_the_token_weighted_mean_loss(tokenizer):
+    model = tiny_causal_lm()
+    examples = [{"input_ids": [5, 6, 7, 8, 9], "labels": [5, 6, 7, 8, 9]},
+                {"input_ids": [10, 11, 12], "labels": [10, 11, IGNORE_INDEX]}]  # fmt: skip
+    for example in examples:
+        example["attention_mask"] = [1] * len(example["input_ids"])
+    collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX)
+    loader = torch.utils.data.DataLoader(examples, batch_size=2, collate_fn=collator)
+    loss, tokens = mean_token_loss(model, loader)
+    assert tokens == 4 + 1  # 4 predictions in the first, 1 in the second (its last label is masked)
+    # the same number, one example at a time, by the model's own loss
+    with torch.no_grad():
+        first = model(input_ids=torch.tensor([examples[0]["input_ids"]]), labels=torch.tensor([examples[0]["labels"]])).loss
+        second = model(input_ids=torch.tensor([examples[1]["input_ids"]]), labels=torch.tensor([examples[1]["labels"]])).loss
+    assert loss == pytest.approx((4 * first.item() + 1 * second.item()) / 5, rel=1e-5)
+    assert perplexity(model, loader) == pytest.approx(math.exp(loss))
+
+
+def test_generation_is_reproducible_with_a_seed():
+    tokenizer = load_tokenizer("smollm2")
+    model = tiny_causal_lm()
+    model.resize_token_embeddings(len(tokenizer))
+    first = generate_text(model, tokenizer, ["Hello"], max_new_tokens=5, seed=3)
+    assert first == generate_text(model, tokenizer, ["Hello"], max_new_tokens=5, seed=3)
+    assert isinstance(first[0], str)

@@ -1,0 +1,31 @@
+"""The shared plots draw what they are given."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from utils.plotting import moving_average, plot_confusion_matrix, plot_learning_rate, plot_losses, plot_metric  # noqa: E402
+from utils.training import TrainingHistory  # noqa: E402
+
+
+def test_moving_average_uses_shorter_windows_at_the_start():
+    assert moving_average([1, 2, 3, 4], 2).tolist() == [1.0, 1.5, 2.5, 3.5]
+    assert moving_average([5.0], 10).tolist() == [5.0]
+
+
+def test_history_plots_and_confusion_matrix():
+    history = TrainingHistory(
+        steps=[{"step": s, "loss": 1 / s, "learning_rate": 1e-3 * s} for s in range(1, 11)],
+        evaluations=[{"step": 5, "loss": 0.3, "accuracy": 0.8}, {"step": 10, "loss": 0.2, "accuracy": 0.9}],
+    )
+    figure, axes = plt.subplots(1, 4)
+    plot_losses(history, axes[0])
+    plot_metric(history, "accuracy", axes[1])
+    plot_learning_rate(history, axes[2])
+    plot_confusion_matrix([0, 1, 1, 1], [0, 1, 0, 1], ["neg", "pos"], axes[3])
+    assert len(axes[0].lines) == 3 and axes[1].lines[0].get_ydata().tolist() == [0.8, 0.9]
+    assert [t.get_text() for t in axes[3].texts] == ["1", "0", "1", "2"]
+    assert np.allclose(axes[2].lines[0].get_ydata(), np.arange(1, 11) * 1e-3)
+    plt.close(figure)

@@ -1,0 +1,233 @@
+"""Where code runs and how reproducibly: device, precision, seeds, quiet output, versions."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import random
+import sys
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+# Packages whose versions the course's stored outputs depend on.
+REPORTED_PACKAGES = (
+    "torch",
+    "transformers",
+    "datasets",
+    "evaluate",
+    "tokenizers",
+    "accelerate",
+    "peft",
+    "numpy",
+    "scikit-learn",
+)
+
+
+def in_colab() -> bool:
+    """Return True when running inside a Google Colab runtime."""
+    return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
+
+
+def hub_offline() -> bool:
+    """Return True when the Hugging Face Hub must not be contacted (``HF_HUB_OFFLINE=1``)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def pick_device(allow_mps: bool = False) -> torch.device:
+    """Choose where tensors live: CUDA if present, else CPU.
+
+    Apple's MPS backend is used only when ``allow_mps=True``, with a warning,
+    because some operations silently give wrong results on it.
+    """
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if allow_mps and mps is not None and mps.is_available():
+        warnings.warn(
+            "Using Apple MPS: some operations are known to give wrong results on it. "
+            "Compare a few numbers with a CPU run before trusting a result.",
+            stacklevel=2,
+        )
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The numeric format of a training run.
+
+    ``name`` is ``"fp32"``, ``"bf16"`` or ``"fp16"``; ``autocast_dtype`` is the
+    dtype for ``torch.autocast`` (None for plain fp32); ``needs_grad_scaler`` says
+    whether fp16's small range calls for a ``torch.amp.GradScaler``.
+    """
+
+    name: str
+    autocast_dtype: torch.dtype | None
+    needs_grad_scaler: bool
+
+
+PRECISIONS = {
+    "fp32": Precision("fp32", None, False),
+    "bf16": Precision("bf16", torch.bfloat16, False),
+    "fp16": Precision("fp16", torch.float16, True),
+}
+
+
+def pick_precision(device: torch.device | str) -> Precision:
+    """Choose the training precision for a device.
+
+    bf16 on GPUs that support it (Ampere and newer), fp16 with a gradient scaler
+    on older GPUs such as Colab's T4, and fp32 on CPU and MPS.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return PRECISIONS["fp32"]
+    if torch.cuda.is_bf16_supported():
+        return PRECISIONS["bf16"]
+    return PRECISIONS["fp16"]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy, PyTorch (CPU and CUDA) and transformers in one call.
+
+    Returns None on purpose: a notebook cell that ends with this call shows no
+    output (``torch.manual_seed`` returns a generator whose repr has a memory address).
+    """
+    import transformers
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+    transformers.set_seed(seed)
+
+
+def quiet() -> None:
+    """Turn off progress bars and chatter so that notebook outputs are reproducible.
+
+    Silences the progress bars of datasets, transformers and huggingface_hub, lowers
+    transformers' and datasets' logging to errors, and hides known harmless warnings.
+    The course's training loop follows the same switch (see ``progress_bars_enabled``).
+    """
+    import datasets
+    import huggingface_hub
+    import transformers
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.logging.set_verbosity_error()
+    huggingface_hub.utils.disable_progress_bars()
+    warnings.filterwarnings("ignore", message=".*`past_key_values` is deprecated.*")
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+
+
+def progress_bars_enabled() -> bool:
+    """Return False after ``quiet()``: the course's loops then show no progress bar."""
+    import transformers
+
+    return transformers.utils.logging.is_progress_bar_enabled()
+
+
+def versions_report() -> dict[str, str]:
+    """Return the versions of Python, the platform and the course's key packages."""
+    report = {"python": platform.python_version(), "platform": platform.system()}
+    for package in REPORTED_PACKAGES:
+        try:
+            report[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            report[package] = "not installed"
+    return report
+
+
+def describe_environment() -> dict[str, str]:
+    """Summarise device, precision, CPU threads, Colab and offline status."""
+    device = pick_device()
+    summary = {
+        "device": str(device),
+        "precision": pick_precision(device).name,
+        "cpu threads": str(torch.get_num_threads()),
+        "colab": str(in_colab()),
+        "hub offline": str(hub_offline()),
+    }
+    if device.type == "cuda":
+        summary["gpu"] = torch.cuda.get_device_name(device)
+    return summary
+
+
+def peak_memory_mb(device: torch.device | str = "cpu") -> float:
+    """Peak memory of this process so far, in MiB.
+
+    On CUDA: the most GPU memory torch has allocated. Elsewhere: the peak resident
+    set size of the whole process (Linux and macOS), which never goes down.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+class MemoryTracker:
+    """Measure the extra memory a block of code needs at its peak, in MiB.
+
+    On CUDA it uses torch's peak-allocation counter. On CPU it samples the
+    process's resident memory every few milliseconds in a background thread,
+    so short spikes can be missed and the figure is an estimate.
+
+    >>> with MemoryTracker("cpu") as tracker:
+    ...     big = torch.zeros(1024, 1024, 64)
+    >>> tracker.peak_increase_mb > 200
+    True
+    """
+
+    def __init__(self, device: torch.device | str = "cpu", interval_s: float = 0.005):
+        self.device = torch.device(device)
+        self.interval_s = interval_s
+        self.peak_increase_mb = 0.0
+        self._baseline = 0
+        self._peak = 0
+        self._stop = None
+        self._thread = None
+
+    def __enter__(self) -> "MemoryTracker":
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._baseline = torch.cuda.memory_allocated(self.device)
+            return self
+        import threading
+
+        import psutil
+
+        process = psutil.Process()
+        self._baseline = self._peak = process.memory_info().rss
+        self._stop = threading.Event()
+
+        def sample() -> None:
+            while not self._stop.is_set():
+                self._peak = max(self._peak, process.memory_info().rss)
+                self._stop.wait(self.interval_s)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self._stop.set()
+            self._thread.join()
+            import psutil
+
+            peak = max(self._peak, psutil.Process().memory_info().rss)
+        self.peak_increase_mb = (peak - self._baseline) / 2**20

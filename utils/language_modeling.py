@@ -1,0 +1,150 @@
+"""Causal language modelling: packing text into blocks, chat examples with masked prompts,
+perplexity, and reproducible generation.
+
+Labels for a causal LM are the input ids themselves: the model shifts them inside
+its forward pass, so position t is trained to predict token t+1. A label of -100
+means "no loss here" (padding, or prompt tokens the model should read but not learn
+to produce).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import datasets
+import torch
+
+from utils.training import move_to_device
+
+IGNORE_INDEX = -100  # the label value PyTorch's cross-entropy skips
+
+
+def pack_into_blocks(token_lists: Sequence[Sequence[int]], block_size: int, separator_id: int | None) -> dict:
+    """Concatenate tokenized documents (with ``separator_id`` after each) and cut the
+    stream into blocks of exactly ``block_size`` tokens; the incomplete tail is dropped.
+
+    Packing wastes no compute on padding, and every block is full of real text.
+    Returns ``{"input_ids": [...], "labels": [...]}`` with labels equal to input ids.
+    """
+    if block_size < 2:
+        raise ValueError("block_size must be at least 2 (one token to read, one to predict)")
+    stream: list[int] = []
+    for tokens in token_lists:
+        stream.extend(tokens)
+        if separator_id is not None:
+            stream.append(separator_id)
+    usable = len(stream) // block_size * block_size
+    blocks = [stream[i : i + block_size] for i in range(0, usable, block_size)]
+    return {"input_ids": blocks, "labels": [list(block) for block in blocks]}
+
+
+def tokenize_and_pack(
+    dataset: datasets.Dataset, tokenizer, block_size: int, text_column: str = "text"
+) -> datasets.Dataset:
+    """Tokenize a text data set and pack it into fixed-size blocks (see ``pack_into_blocks``).
+
+    Documents are separated by the tokenizer's end-of-sequence token, so the model
+    learns where one text ends and the next begins.
+    """
+
+    def tokenize_and_pack_batch(batch: dict) -> dict:
+        token_lists = tokenizer(batch[text_column], add_special_tokens=False)["input_ids"]
+        return pack_into_blocks(token_lists, block_size, tokenizer.eos_token_id)
+
+    return dataset.map(tokenize_and_pack_batch, batched=True, batch_size=None, remove_columns=dataset.column_names)
+
+
+def chat_example(
+    tokenizer, messages: list[dict[str, str]], mask_prompt: bool = True, max_length: int | None = None
+) -> dict[str, list[int]]:
+    """Tokenize one conversation with the model's chat template; the last message is the
+    assistant's answer the model should learn to write.
+
+    With ``mask_prompt`` every token before the answer (system and user turns, and the
+    assistant header) gets label -100, so the loss is computed on the answer only.
+    """
+    if not messages or messages[-1]["role"] != "assistant":
+        raise ValueError("the last message must be the assistant's answer")
+    prompt_ids = _as_ids(tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=True))
+    full_ids = _as_ids(tokenizer.apply_chat_template(messages, tokenize=True))
+    if full_ids[: len(prompt_ids)] != prompt_ids:
+        raise ValueError("this chat template does not render the prompt as a prefix of the conversation")
+    labels = list(full_ids)
+    if mask_prompt:
+        labels[: len(prompt_ids)] = [IGNORE_INDEX] * len(prompt_ids)
+    if max_length is not None:
+        full_ids, labels = full_ids[:max_length], labels[:max_length]
+    return {"input_ids": full_ids, "attention_mask": [1] * len(full_ids), "labels": labels}
+
+
+def _as_ids(rendered) -> list[int]:
+    """``apply_chat_template(tokenize=True)`` returns a list or a BatchEncoding, by version."""
+    if hasattr(rendered, "keys") and "input_ids" in rendered:
+        rendered = rendered["input_ids"]
+    return list(rendered)
+
+
+@torch.no_grad()
+def mean_token_loss(model: torch.nn.Module, loader: torch.utils.data.DataLoader) -> tuple[float, int]:
+    """Mean next-token loss over every labelled token in ``loader``, and the token count.
+
+    Each batch's loss is weighted by its number of predicted tokens, so batches with
+    more padding or masked tokens do not count more than they should.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total_loss, total_tokens = 0.0, 0
+    for batch in loader:
+        batch = move_to_device(batch, device)
+        labels = batch["labels"]
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()
+        # position t predicts token t+1: drop the last logit and the first label
+        shift_logits, shift_labels = logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1)
+        loss = torch.nn.functional.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE_INDEX, reduction="sum")
+        total_loss += float(loss)
+        total_tokens += int((shift_labels != IGNORE_INDEX).sum())
+    model.train(was_training)
+    if total_tokens == 0:
+        raise ValueError("the loader has no labelled tokens (all labels are -100)")
+    return total_loss / total_tokens, total_tokens
+
+
+def perplexity(model: torch.nn.Module, loader: torch.utils.data.DataLoader) -> float:
+    """exp(mean next-token loss): the number of equally likely tokens the model is, on
+    average, choosing between. Compare perplexities only over the same tokens."""
+    loss, _ = mean_token_loss(model, loader)
+    return math.exp(loss)
+
+
+@torch.no_grad()
+def generate_text(
+    model: torch.nn.Module,
+    tokenizer,
+    prompts: Sequence[str],
+    max_new_tokens: int = 40,
+    seed: int = 0,
+    do_sample: bool = True,
+    temperature: float = 0.8,
+    top_p: float = 0.95,
+) -> list[str]:
+    """Continue each prompt; returns only the new text.
+
+    Sampling is seeded before every prompt, so the same model gives the same text and
+    two models can be compared on equal terms (same prompts, same random numbers).
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    completions = []
+    for prompt in prompts:
+        torch.manual_seed(seed)
+        encoded = tokenizer(prompt, return_tensors="pt").to(device)
+        options = {"do_sample": do_sample, "max_new_tokens": max_new_tokens, "pad_token_id": tokenizer.pad_token_id}
+        if do_sample:
+            options |= {"temperature": temperature, "top_p": top_p}
+        output = model.generate(**encoded, **options)
+        completions.append(tokenizer.decode(output[0, encoded["input_ids"].shape[1] :], skip_special_tokens=True))
+    model.train(was_training)
+    return completions

@@ -1,0 +1,121 @@
+"""Load tokenizers and models from a packaged asset, a local folder, or the Hugging Face Hub.
+
+The course's defaults are the packaged assets ``"minilm"`` (all-MiniLM-L6-v2, an
+encoder) and ``"smollm2"`` (SmolLM2-135M-Instruct, a causal LM). Any Hub model id
+works too when you are online, so swapping in another model is one argument:
+
+    model = load_classifier("distilbert-base-uncased")   # online
+    model = load_classifier("path/to/my_saved_model")     # a folder from save_pretrained
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from utils.assets import ASSETS, fetch
+from utils.data import SENTIMENT_LABELS
+from utils.environment import hub_offline
+
+DEFAULT_ENCODER = "minilm"
+DEFAULT_CAUSAL_LM = "smollm2"
+MODEL_ASSETS = tuple(name for name, asset in ASSETS.items() if asset.kind == "model")
+
+
+class ModelLoadError(OSError):
+    """A model or tokenizer could not be found or loaded. The message says what to do."""
+
+
+def resolve_model_source(name_or_path: str | os.PathLike) -> str:
+    """Turn a model name into something ``from_pretrained`` accepts.
+
+    - a packaged asset name (``"minilm"``, ``"smollm2"``): its cached folder, fetched if needed;
+    - an existing local folder: that folder;
+    - anything else is taken as a Hub model id, which fails at once with advice while
+      the Hub is offline (``HF_HUB_OFFLINE=1``).
+    """
+    name = str(name_or_path)
+    if name in MODEL_ASSETS:
+        return str(fetch(name))
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(
+                f"The folder {name} has no config.json, so it is not a saved model. Point to the "
+                "folder you passed to model.save_pretrained(...)."
+            )
+        return str(path)
+    if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1):
+        raise ModelLoadError(f"No model folder at {name}. Check the path (relative paths start from the notebook's folder).")
+    if hub_offline():
+        raise ModelLoadError(
+            f"'{name}' is not a packaged model or a local folder, and the Hugging Face Hub is "
+            f"offline (HF_HUB_OFFLINE=1). Use a packaged model ({', '.join(repr(m) for m in MODEL_ASSETS)}), "
+            "a folder saved with save_pretrained, or go online and unset HF_HUB_OFFLINE."
+        )
+    return name
+
+
+def _from_pretrained(loader, name: str, source: str, **kwargs):
+    """Call a ``from_pretrained`` and turn download failures into one actionable error."""
+    try:
+        return loader.from_pretrained(source, **kwargs)
+    except OSError as error:
+        raise ModelLoadError(
+            f"Could not load '{name}' ({error.__class__.__name__}: {str(error).splitlines()[0]}). "
+            "If it is a Hub id, check the spelling and your connection; offline, use a packaged "
+            f"model ({', '.join(repr(m) for m in MODEL_ASSETS)}) or a local folder."
+        ) from error
+
+
+def load_tokenizer(name_or_path: str | os.PathLike = DEFAULT_ENCODER) -> PreTrainedTokenizerBase:
+    """Load the tokenizer that belongs to a model."""
+    source = resolve_model_source(name_or_path)
+    return _from_pretrained(AutoTokenizer, str(name_or_path), source)
+
+
+def load_classifier(
+    name_or_path: str | os.PathLike = DEFAULT_ENCODER,
+    labels: tuple[str, ...] | list[str] = SENTIMENT_LABELS,
+    dtype: torch.dtype = torch.float32,
+    **kwargs,
+) -> PreTrainedModel:
+    """Load an encoder with a sequence-classification head for ``labels``.
+
+    For a pretrained encoder such as MiniLM the head is new (randomly initialised from
+    torch's current seed): seed first for a reproducible start. Extra keyword
+    arguments go to ``from_pretrained`` (e.g. ``hidden_dropout_prob=0.2``).
+    """
+    source = resolve_model_source(name_or_path)
+    return _from_pretrained(
+        AutoModelForSequenceClassification,
+        str(name_or_path),
+        source,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+        dtype=dtype,
+        **kwargs,
+    )
+
+
+def load_causal_lm(
+    name_or_path: str | os.PathLike = DEFAULT_CAUSAL_LM, dtype: torch.dtype = torch.float32, **kwargs
+) -> PreTrainedModel:
+    """Load a causal (next-token) language model such as SmolLM2."""
+    source = resolve_model_source(name_or_path)
+    return _from_pretrained(AutoModelForCausalLM, str(name_or_path), source, dtype=dtype, **kwargs)
+
+
+def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters, or of trainable ones (``requires_grad``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

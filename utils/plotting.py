@@ -1,0 +1,79 @@
+"""The figures the notebooks draw more than once: learning curves, learning rates,
+confusion matrices. Each function draws on a matplotlib Axes and returns it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from utils.training import TrainingHistory
+
+
+def moving_average(values: Sequence[float], window: int) -> np.ndarray:
+    """Mean of the last ``window`` values at each point (shorter at the start)."""
+    values = np.asarray(values, dtype=float)
+    if window <= 1 or len(values) == 0:
+        return values
+    cumulative = np.cumsum(np.insert(values, 0, 0.0))
+    counts = np.minimum(np.arange(1, len(values) + 1), window)
+    starts = np.arange(1, len(values) + 1) - counts
+    return (cumulative[1:] - cumulative[starts]) / counts
+
+
+def plot_losses(history: TrainingHistory, ax: plt.Axes | None = None, smooth: int = 10, label: str = "") -> plt.Axes:
+    """Training loss per step (raw, faint, and smoothed) and validation loss per evaluation."""
+    ax = ax or plt.gca()
+    steps, losses = history.column("step"), history.column("loss")
+    prefix = f"{label} " if label else ""
+    line = ax.plot(steps, losses, alpha=0.25)[0]
+    ax.plot(steps, moving_average(losses, smooth), color=line.get_color(), label=f"{prefix}train (smoothed)")
+    if history.evaluations and "loss" in history.evaluations[0]:
+        ax.plot(history.column("step", True), history.column("loss", True), "o--", color=line.get_color(),
+                label=f"{prefix}validation")  # fmt: skip
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    return ax
+
+
+def plot_metric(history: TrainingHistory, metric: str = "accuracy", ax: plt.Axes | None = None, label: str = "") -> plt.Axes:
+    """A validation metric at each evaluation."""
+    ax = ax or plt.gca()
+    ax.plot(history.column("step", True), history.column(metric, True), "o-", label=label or f"validation {metric}")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel(metric)
+    ax.legend()
+    return ax
+
+
+def plot_learning_rate(history: TrainingHistory, ax: plt.Axes | None = None) -> plt.Axes:
+    """The learning rate used at each optimizer step (warmup, then decay)."""
+    ax = ax or plt.gca()
+    ax.plot(history.column("step"), history.column("learning_rate"))
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("learning rate")
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    return ax
+
+
+def plot_confusion_matrix(
+    references: Sequence[int], predictions: Sequence[int], labels: Sequence[str], ax: plt.Axes | None = None
+) -> plt.Axes:
+    """Counts of (true label, predicted label) pairs, with the counts written in the cells."""
+    ax = ax or plt.gca()
+    size = len(labels)
+    matrix = np.zeros((size, size), dtype=int)
+    for truth, guess in zip(references, predictions):
+        matrix[truth, guess] += 1
+    ax.imshow(matrix, cmap="Blues")
+    for row in range(size):
+        for column in range(size):
+            dark = matrix[row, column] > matrix.max() / 2
+            ax.text(column, row, str(matrix[row, column]), ha="center", va="center", color="white" if dark else "black")
+    ax.set_xticks(range(size), labels)
+    ax.set_yticks(range(size), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    return ax
