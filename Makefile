@@ -31,8 +31,13 @@ $(STAMP): requirements-lock.txt pyproject.toml
 assets: setup
 	$(BIN)/python -m utils.assets
 
+# Extra JupyterLab options, e.g. make lab LAB_ARGS="--no-browser --port 8890"
+LAB_ARGS ?=
+# Containers often run as root, which JupyterLab refuses unless told otherwise.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: assets
-	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks
+	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(ROOT_FLAG) $(LAB_ARGS)
 
 # The tests never need the Hugging Face Hub: run them offline, as CI does.
 test: assets

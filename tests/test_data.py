@@ -115,6 +115,43 @@ def test_a_valid_file_loads_with_a_report_of_duplicates():
     assert len(dataset) == 5
     text = str(report)
     assert "dropped: 1" in text and "different labels: 1" in text
+    assert "exact duplicates dropped on line(s) 4" in text
+    assert "texts with different labels on line(s) 5, 6 are kept" in text
+
+
+def test_duplicates_can_be_kept_and_are_still_reported():
+    dataset, report = load_labelled_file(FILES / "valid.csv", drop_duplicates=False)
+    assert len(dataset) == 6 and report.rows_kept == 6 and report.duplicates_dropped == 0
+    assert "exact duplicates kept (drop_duplicates=False) on line(s) 4" in str(report)
+
+
+def test_a_json_array_file_loads_like_json_lines():
+    dataset, report = load_labelled_file(FILES / "valid_array.json")
+    assert dataset["text"] == ["Great", "Awful", "Fine"] and dataset["label"] == [1, 0, 1]
+    assert report.label_counts == {"negative": 1, "positive": 2}
+
+
+def test_given_label_names_fix_the_class_ids_and_absent_classes_are_noted():
+    dataset, report = load_labelled_file(FILES / "valid.csv", label_names=["positive", "negative", "neutral"])
+    assert dataset.features["label"].names == ["positive", "negative", "neutral"]
+    assert dataset["label"][:2] == [0, 1]
+    assert report.label_counts == {"positive": 3, "negative": 2, "neutral": 0}
+    assert "no examples of ['neutral']" in str(report)
+
+
+def test_texts_spanning_lines_are_noted(tmp_path):
+    path = tmp_path / "multi.csv"
+    path.write_text('text,label\n"Great\nfun",positive\n"Dull",negative\n', encoding="utf-8")
+    dataset, report = load_labelled_file(path)
+    assert dataset["text"][0] == "Great\nfun"
+    assert "texts spanning several lines start on line(s) 2" in str(report)
+
+
+def test_a_byte_order_mark_and_extra_columns_are_fine(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeffid,text,label\n1,Caf\u00e9 scenes,positive\n2,Dull,negative\n".encode("utf-8"))
+    dataset, _ = load_labelled_file(path)
+    assert dataset["text"] == ["Caf\u00e9 scenes", "Dull"]
 
 
 def test_jsonl_with_numeric_labels_loads():
@@ -131,6 +168,7 @@ def test_over_long_texts_are_counted():
 
     _, report = load_labelled_file(FILES / "valid.csv", tokenizer=WordTokenizer(), max_length=8)
     assert report.too_long == 1 and "longer than 8 tokens" in str(report)
+    assert "over-long texts on line(s) 7; the longest has 17 tokens" in str(report)
 
 
 @pytest.mark.parametrize(
@@ -139,10 +177,14 @@ def test_over_long_texts_are_counted():
         ("missing.csv", r"File not found: .*missing\.csv"),
         ("empty.csv", r"empty.csv is empty"),
         ("header_only.csv", r"header but no data rows"),
-        ("wrong_columns.csv", r"no column 'text'; the columns are \['review', 'sentiment'\].*text_column='review'"),
+        ("wrong_columns.csv", r"no column\(s\) 'text', 'label'; the columns are \['review', 'sentiment'\].*text_column='review'"),
+        ("semicolon.csv", r"the columns are \['text;label'\].*separate its columns with another character"),
         ("empty_text.csv", r"column 'text' is empty on line\(s\) 3"),
         ("unknown_labels.csv", r"unknown label\(s\) \['negativ', 'neutral'\] on line\(s\) 3, 4"),
-        ("single_class.csv", r"only one class \('positive'\).*at least two"),
+        ("single_class.csv", r"only one class \('positive'\).*at least two.*label_column='label'"),
+        ("label_spellings.csv", r"spells one label in different ways: 'Positive' / 'positive'"),
+        ("bad_quotes.csv", r"bad_quotes.csv, line 4: a double quote opened on this line seems never to be closed"),
+        ("bad_array.json", r"bad_array.json, item 2 of the array: expected a JSON object, got str"),
         ("latin1.csv", r"line 3 is not valid UTF-8 \(byte 0xe9.*iconv"),
         ("broken.jsonl", r"broken.jsonl, line 3: not valid JSON"),
         ("ragged.csv", r"ragged.csv, line 2: 3 fields but the header has 2"),
@@ -153,6 +195,25 @@ def test_bad_files_get_errors_that_say_what_to_fix(filename, expected):
     labels = ["negative", "positive"] if filename == "unknown_labels.csv" else None
     with pytest.raises(DataValidationError, match=expected):
         load_labelled_file(FILES / filename, label_names=labels)
+
+
+def test_class_numbers_with_label_names_get_a_specific_hint():
+    with pytest.raises(DataValidationError, match=r"seems to store class numbers.*label_names=None"):
+        load_labelled_file(FILES / "valid.jsonl", label_names=["negative", "positive"])
+
+
+def test_other_column_names_are_used_when_given():
+    dataset, _ = load_labelled_file(FILES / "wrong_columns.csv", text_column="review", label_column="sentiment")
+    assert dataset.column_names == ["text", "label"] and dataset["text"] == ["Great", "Awful"]
+
+
+def test_every_error_names_the_file():
+    for path in sorted(FILES.iterdir()):
+        if path.name.startswith("valid"):
+            continue
+        with pytest.raises(DataValidationError) as raised:
+            load_labelled_file(path, label_names=["negative", "positive"])
+        assert path.name in str(raised.value), f"{path.name}: the message must name the file"
 
 
 def test_tokenized_splits_have_model_inputs_only_and_loaders_pad_per_batch(splits):

@@ -16,6 +16,7 @@ from utils.evaluation import (
     evaluate_classifier,
     load_metric,
     macro_f1_score,
+    paired_bootstrap_difference,
     predict,
     score_label_words,
 )
@@ -66,6 +67,21 @@ def test_bootstrap_interval_brackets_the_value_and_shrinks_with_more_data():
     big_p, big_r = np.tile(PREDICTIONS, 10), np.tile(REFERENCES, 10)
     _, big_low, big_high = bootstrap_interval(accuracy_score, big_p, big_r, seed=1)
     assert big_high - big_low < (high - low) / 2
+
+
+def test_paired_bootstrap_of_a_difference_is_narrower_than_two_independent_intervals():
+    better = np.where(rng.random(300) < 0.5, REFERENCES, PREDICTIONS)  # fixes about half of the mistakes
+    difference, low, high = paired_bootstrap_difference(accuracy_score, better, PREDICTIONS, REFERENCES, seed=3)
+    assert difference == pytest.approx(accuracy_score(better, REFERENCES) - accuracy_score(PREDICTIONS, REFERENCES))
+    assert 0 < low < difference < high
+    _, low_a, high_a = bootstrap_interval(accuracy_score, better, REFERENCES, seed=3)
+    _, low_b, high_b = bootstrap_interval(accuracy_score, PREDICTIONS, REFERENCES, seed=3)
+    # independent errors would add in quadrature; pairing removes the shared part
+    assert high - low < 0.8 * np.hypot(high_a - low_a, high_b - low_b)
+    same = paired_bootstrap_difference(macro_f1_score, PREDICTIONS, PREDICTIONS, REFERENCES)
+    assert same == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="same examples"):
+        paired_bootstrap_difference(accuracy_score, PREDICTIONS[:10], PREDICTIONS, REFERENCES)
 
 
 def test_predict_runs_in_eval_mode_and_restores_train_mode():

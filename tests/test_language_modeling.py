@@ -11,8 +11,13 @@ from transformers import DataCollatorForSeq2Seq
 from utils.language_modeling import (
     IGNORE_INDEX,
     chat_example,
+    chat_prompt_ids,
     generate_text,
+    generate_token_ids,
+    loss_token_fraction,
+    make_causal_lm_loader,
     mean_token_loss,
+    next_token_logprobs,
     pack_into_blocks,
     perplexity,
     tokenize_and_pack,
@@ -81,3 +86,68 @@ def test_generation_is_reproducible_with_a_seed():
     first = generate_text(model, tokenizer, ["Hello"], max_new_tokens=5, seed=3)
     assert first == generate_text(model, tokenizer, ["Hello"], max_new_tokens=5, seed=3)
     assert isinstance(first[0], str)
+
+
+def test_chat_prompt_ids_are_exactly_the_masked_prompt(tokenizer):
+    messages = [{"role": "user", "content": "Positive or negative? 'Dull.'"},
+                {"role": "assistant", "content": "negative"}]  # fmt: skip
+    prompt = chat_prompt_ids(tokenizer, messages[:1])
+    example = chat_example(tokenizer, messages)
+    assert example["input_ids"][: len(prompt)] == prompt
+    assert example["labels"][: len(prompt)] == [IGNORE_INDEX] * len(prompt)
+    assert example["labels"][len(prompt)] != IGNORE_INDEX  # the answer starts right after the prompt
+    assert tokenizer.decode(prompt).endswith("<|im_start|>assistant\n")
+    with pytest.raises(ValueError, match="leave the answer out"):
+        chat_prompt_ids(tokenizer, messages)
+    with pytest.raises(ValueError, match="at least one"):
+        chat_prompt_ids(tokenizer, [])
+
+
+def test_causal_lm_loader_pads_labels_with_ignore_index_and_shuffles_reproducibly(tokenizer):
+    examples = datasets.Dataset.from_list(
+        [{"input_ids": [5] * n, "attention_mask": [1] * n, "labels": [IGNORE_INDEX] + [5] * (n - 1)} for n in range(2, 10)]
+    )
+    batch = next(iter(make_causal_lm_loader(examples, tokenizer, batch_size=2)))
+    assert batch["input_ids"].tolist() == [[5, 5, tokenizer.pad_token_id], [5, 5, 5]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 0], [1, 1, 1]]
+    assert batch["labels"].tolist() == [[IGNORE_INDEX, 5, IGNORE_INDEX], [IGNORE_INDEX, 5, 5]]
+
+    def order(seed):
+        return [b["input_ids"].shape[1] for b in make_causal_lm_loader(examples, tokenizer, 1, shuffle=True, seed=seed)]
+
+    assert order(0) == order(0) and sorted(order(0)) == list(range(2, 10)) and order(0) != order(1)
+
+
+def test_loss_token_fraction_counts_labels_that_are_not_ignored():
+    rows = datasets.Dataset.from_dict({"labels": [[IGNORE_INDEX, IGNORE_INDEX, 3, 4], [IGNORE_INDEX, 7]]})
+    assert loss_token_fraction(rows) == pytest.approx(3 / 6)
+    with pytest.raises(ValueError):
+        loss_token_fraction(datasets.Dataset.from_dict({"labels": [[]]}))
+
+
+def test_next_token_logprobs_match_a_plain_forward_pass_alone_or_in_a_batch():
+    model = tiny_causal_lm()
+    prompts = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15]]
+    candidates = [20, 21, 22]
+    batched = next_token_logprobs(model, prompts, candidates, pad_token_id=0, batch_size=3)
+    assert batched.shape == (3, 3)
+    for row, prompt in enumerate(prompts):
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([prompt])).logits[0, -1]
+        expected = torch.log_softmax(logits, dim=-1)[candidates].numpy()
+        assert batched[row] == pytest.approx(expected, abs=1e-5)
+        assert next_token_logprobs(model, [prompt], candidates)[0] == pytest.approx(expected, abs=1e-5)
+    assert model.training  # the model's mode is restored
+    with pytest.raises(ValueError):
+        next_token_logprobs(model, [[5], []], candidates)
+
+
+def test_generate_token_ids_returns_only_the_new_tokens_and_greedy_is_deterministic():
+    tokenizer = load_tokenizer("smollm2")
+    model = tiny_causal_lm()
+    model.resize_token_embeddings(len(tokenizer))
+    first = generate_token_ids(model, tokenizer, ["Hello", "Good night"], max_new_tokens=4, do_sample=False)
+    assert len(first) == 2 and all(1 <= len(ids) <= 4 for ids in first)
+    assert first == generate_token_ids(model, tokenizer, ["Hello", "Good night"], max_new_tokens=4, do_sample=False, seed=9)
+    texts = generate_text(model, tokenizer, ["Hello"], max_new_tokens=4, do_sample=False)
+    assert texts == [tokenizer.decode(first[0], skip_special_tokens=True)]

@@ -6,7 +6,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from utils.plotting import moving_average, plot_confusion_matrix, plot_learning_rate, plot_losses, plot_metric  # noqa: E402
+from utils.plotting import (  # noqa: E402
+    moving_average,
+    plot_confusion_matrix,
+    plot_learning_curves,
+    plot_learning_rate,
+    plot_losses,
+    plot_metric,
+)
 from utils.training import TrainingHistory  # noqa: E402
 
 
@@ -29,3 +36,31 @@ def test_history_plots_and_confusion_matrix():
     assert [t.get_text() for t in axes[3].texts] == ["1", "0", "1", "2"]
     assert np.allclose(axes[2].lines[0].get_ydata(), np.arange(1, 11) * 1e-3)
     plt.close(figure)
+
+
+def test_learning_curves_use_train_evaluations_when_present():
+    history = TrainingHistory(
+        steps=[{"step": s, "loss": 1 / s} for s in range(1, 5)],
+        evaluations=[
+            {"step": 2, "loss": 0.6, "accuracy": 0.7, "train_loss": 0.5, "train_accuracy": 0.8},
+            {"step": 4, "loss": 0.7, "accuracy": 0.72, "train_loss": 0.2, "train_accuracy": 0.95},
+        ],
+    )
+    figure, axes = plt.subplots(1, 2)
+    plot_learning_curves(history, axes, label="run", color="C3")
+    loss_lines, metric_lines = axes[0].lines, axes[1].lines
+    assert [line.get_label() for line in loss_lines] == ["run: train", "run: validation"]
+    assert loss_lines[0].get_ydata().tolist() == [0.5, 0.2] and metric_lines[0].get_ydata().tolist() == [0.8, 0.95]
+    assert metric_lines[1].get_ydata().tolist() == [0.7, 0.72]
+    assert all(line.get_color() == "C3" for line in loss_lines + metric_lines)
+    plt.close(figure)
+
+
+def test_learning_curves_fall_back_to_the_step_loss():
+    history = TrainingHistory(
+        steps=[{"step": s, "loss": float(s)} for s in range(1, 5)], evaluations=[{"step": 4, "loss": 0.3, "accuracy": 0.9}]
+    )
+    axes = plot_learning_curves(history, smooth=2)
+    assert axes[0].lines[0].get_ydata().tolist() == [1.0, 1.5, 2.5, 3.5]
+    assert [line.get_label() for line in axes[1].lines] == ["validation"]
+    plt.close(axes[0].figure)

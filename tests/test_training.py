@@ -185,3 +185,15 @@ def test_bad_arguments_are_explained():
     with pytest.raises(ValueError, match="use precision='fp32' on CPU"):
         train(model, loader, optimizer, precision="fp16")
     assert math.isnan(train(model, loader, optimizer, max_steps=0, progress=False).examples_per_second)
+
+
+def test_evaluation_time_is_counted_apart_from_training_time():
+    model, loader, optimizer, _ = make_run()
+
+    def slow_eval(m):
+        time.sleep(0.2)
+        return {"accuracy": 0.5}
+
+    history = train(model, loader, optimizer, max_steps=2, eval_fn=slow_eval, eval_every=1, progress=False)
+    assert len(history.evaluations) == 2 and history.eval_seconds >= 0.4
+    assert history.train_seconds < history.total_seconds - 0.4

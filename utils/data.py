@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pandas as pd
 import torch
 
@@ -312,6 +313,8 @@ def _read_table(path: Path) -> pd.DataFrame:
     text = _decode_utf8(path.read_bytes(), path)
     if not text.strip():
         raise DataValidationError(f"{path.name} is empty. Add a header row and one row per example.")
+    if suffix == ".json" and text.lstrip().startswith("["):
+        return _read_json_array(text, path)
     if suffix in {".jsonl", ".json"}:
         records = []
         for line_number, line in enumerate(text.splitlines(), start=1):
@@ -325,7 +328,10 @@ def _read_table(path: Path) -> pd.DataFrame:
                     'be one object such as {"text": "...", "label": "positive"}.'
                 ) from None
             if not isinstance(record, dict):
-                raise DataValidationError(f"{path.name}, line {line_number}: expected a JSON object, got {type(record).__name__}.")
+                raise DataValidationError(
+                    f"{path.name}, line {line_number}: expected a JSON object, got {type(record).__name__}. "
+                    'Write one object per line, such as {"text": "...", "label": "positive"}.'
+                )
             record["_line"] = line_number
             records.append(record)
         return pd.DataFrame(records)
@@ -333,21 +339,53 @@ def _read_table(path: Path) -> pd.DataFrame:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = next(reader)
-        rows = []
+        rows, row_start = [], reader.line_num + 1
         for row in reader:
             if not any(cell.strip() for cell in row):
+                row_start = reader.line_num + 1
                 continue
             if len(row) != len(header):
+                if any("\n" in cell for cell in row):
+                    raise DataValidationError(
+                        f"{path.name}, line {row_start}: a double quote opened on this line seems never to be closed, "
+                        "so the lines after it were read into one field. Close the quote, or double the quotes "
+                        'inside a quoted text ("She said ""wow"".").'
+                    )
                 raise DataValidationError(
                     f"{path.name}, line {reader.line_num}: {len(row)} fields but the header has "
                     f"{len(header)}. Quote texts that contain '{delimiter}' with double quotes."
                 )
-            rows.append([*row, reader.line_num])
+            rows.append([*row, row_start])
+            row_start = reader.line_num + 1
     except csv.Error as error:
-        raise DataValidationError(f"{path.name}, line {reader.line_num}: {error}.") from None
+        raise DataValidationError(
+            f"{path.name}, line {reader.line_num}: {error}. Check the quotes on that line: a text that "
+            'contains quotes must be quoted itself, with inner quotes doubled ("She said ""wow"".").'
+        ) from None
     if not rows:
-        raise DataValidationError(f"{path.name} has a header but no data rows.")
+        raise DataValidationError(f"{path.name} has a header but no data rows. Add one row per example below the header.")
     return pd.DataFrame(rows, columns=[*[h.strip() for h in header], "_line"])
+
+
+def _read_json_array(text: str, path: Path) -> pd.DataFrame:
+    """Read a ``.json`` file that holds one array of objects; rows are numbered from 1."""
+    try:
+        records = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DataValidationError(
+            f"{path.name}, line {error.lineno}: not valid JSON ({error.msg}). The file must be one array "
+            'of objects such as [{"text": "...", "label": "positive"}, ...], or JSON Lines (.jsonl).'
+        ) from None
+    if not records:
+        raise DataValidationError(f"{path.name} holds an empty array. Add one object per example.")
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, dict):
+            raise DataValidationError(
+                f"{path.name}, item {number} of the array: expected a JSON object, got "
+                f'{type(record).__name__}. Write each example as {{"text": "...", "label": "positive"}}.'
+            )
+    # There are no line numbers to point to, so messages count the objects instead.
+    return pd.DataFrame([{**record, "_line": number} for number, record in enumerate(records, start=1)])
 
 
 def _line_list(lines: pd.Series, limit: int = 5) -> str:
@@ -364,15 +402,16 @@ def load_labelled_file(
     max_length: int | None = None,
     drop_duplicates: bool = True,
 ) -> tuple[datasets.Dataset, DataReport]:
-    """Load and validate a CSV/TSV/JSONL file of texts and labels for classification.
+    """Load and validate a CSV/TSV/JSONL (or JSON array) file of texts and labels for classification.
 
-    Raises ``DataValidationError`` naming the file, the column and the lines when:
-    the file is missing, empty, not UTF-8 or malformed; a column is missing; a text
-    or label is empty; labels are outside ``label_names``; or there is only one class.
+    Raises ``DataValidationError`` naming the file, the column and the lines, and saying
+    what to do, when: the file is missing, empty, not UTF-8 or malformed; a column is
+    missing; a text or label is empty; a label is spelled in two ways ("Positive" and
+    "positive"); labels are outside ``label_names``; or there is only one class.
     Exact duplicates (same text and label) are dropped when ``drop_duplicates`` and
     counted in the report, as are texts that appear with different labels and (with a
-    ``tokenizer`` and ``max_length``) texts that will be truncated. Nothing is dropped
-    silently: print the returned ``DataReport``.
+    ``tokenizer`` and ``max_length``) texts that will be truncated; the report's notes
+    give their line numbers. Nothing is dropped silently: print the returned ``DataReport``.
 
     Returns a data set with columns ``text`` and ``label`` (a ClassLabel) and the report.
     """
@@ -381,10 +420,18 @@ def load_labelled_file(
     missing = [c for c in (text_column, label_column) if c not in table.columns]
     if missing:
         available = [c for c in table.columns if c != "_line"]
+        if len(available) == 1 and any(sep in available[0] for sep in ";\t|"):
+            advice = (
+                f"The header {available[0]!r} was read as one column: the file seems to separate its columns "
+                "with another character than ','. Save it as CSV with commas (or as .tsv if it uses tabs)."
+            )
+        else:
+            advice = (
+                f"Pass the right names, e.g. load_labelled_file(path, text_column={available[0]!r}, "
+                f"label_column={available[-1]!r})."
+            )
         raise DataValidationError(
-            f"{path.name}: no column {missing[0]!r}; the columns are {available}. Pass the right "
-            f"names, e.g. load_labelled_file(path, text_column={available[0]!r}, "
-            f"label_column={available[-1]!r})."
+            f"{path.name}: no column(s) {', '.join(repr(c) for c in missing)}; the columns are {available}. {advice}"
         )
     texts = table[text_column].astype("string").str.strip()
     labels = table[label_column].astype("string").str.strip()
@@ -401,24 +448,40 @@ def load_labelled_file(
             "Every example needs a label."
         )
     found = sorted(labels.unique(), key=_label_sort_key)
+    by_spelling: dict[str, list[str]] = {}
+    for label in found:
+        by_spelling.setdefault(" ".join(label.casefold().split()), []).append(label)
+    clashes = [variants for variants in by_spelling.values() if len(variants) > 1]
+    if clashes:
+        raise DataValidationError(
+            f"{path.name}: column '{label_column}' spells one label in different ways: "
+            f"{' / '.join(repr(v) for v in clashes[0])}. They would become separate classes; write each "
+            "label the same way everywhere (same capitals and spaces)."
+        )
     if label_names is None:
         label_names = found
     else:
         label_names = [str(name) for name in label_names]
         unknown = labels[~labels.isin(label_names)]
         if len(unknown):
+            hint = "Fix the typos, or pass label_names with every label you use."
+            if all(label.isdigit() and int(label) < len(label_names) for label in unknown.unique()):
+                hint = (
+                    f"The file seems to store class numbers: write the names {label_names} in the file, or "
+                    "pass label_names=None to use the numbers as they are."
+                )
             raise DataValidationError(
                 f"{path.name}: column '{label_column}' has unknown label(s) {sorted(unknown.unique())[:10]} "
-                f"on line(s) {_line_list(table['_line'][unknown.index])}; expected one of {label_names}. "
-                "Fix the typos, or pass label_names with every label you use."
+                f"on line(s) {_line_list(table['_line'][unknown.index])}; expected one of {label_names}. {hint}"
             )
     if labels.nunique() < 2:
         raise DataValidationError(
             f"{path.name}: column '{label_column}' has only one class ({found[0]!r}). A classifier "
-            "needs examples of at least two classes."
+            "needs examples of at least two classes: add examples of the other class(es), or check that "
+            f"label_column={label_column!r} is really the label column."
         )
-    frame = pd.DataFrame({"text": texts.astype(str), "label": labels.astype(str)})
-    exact = frame.duplicated(keep="first")
+    frame = pd.DataFrame({"text": texts.astype(str), "label": labels.astype(str), "line": table["_line"]})
+    exact = frame.duplicated(subset=["text", "label"], keep="first")
     conflicting = frame[~exact].duplicated(subset="text", keep=False)
     report = DataReport(
         path=path.name,
@@ -428,17 +491,36 @@ def load_labelled_file(
         duplicates_dropped=int(exact.sum()) if drop_duplicates else 0,
         conflicting_duplicates=int(frame[~exact][conflicting]["text"].nunique()),
     )
-    if exact.any() and not drop_duplicates:
-        report.notes.append(f"{int(exact.sum())} exact duplicates kept (drop_duplicates=False)")
+    if exact.any():
+        action = "dropped" if drop_duplicates else "kept (drop_duplicates=False)"
+        report.notes.append(f"exact duplicates {action} on line(s) {_line_list(frame['line'][exact])}")
     if report.conflicting_duplicates:
-        report.notes.append("texts with different labels are kept; check them, they are label noise")
+        report.notes.append(
+            f"texts with different labels on line(s) {_line_list(frame[~exact][conflicting]['line'])} are kept; "
+            "check them, they are label noise"
+        )
+    multi_line = frame["text"].str.contains("\n", regex=False)
+    if multi_line.any():
+        report.notes.append(
+            f"texts spanning several lines start on line(s) {_line_list(frame['line'][multi_line])}; if that "
+            "is not intended, look for a double quote that is not closed"
+        )
     if drop_duplicates:
         frame = frame[~exact]
     report.label_counts = {name: int((frame["label"] == name).sum()) for name in label_names}
+    absent = [name for name, count in report.label_counts.items() if count == 0]
+    if absent:
+        report.notes.append(f"no examples of {absent}: a model cannot learn a class it never sees")
     if tokenizer is not None and max_length is not None:
         lengths = [len(ids) for ids in tokenizer(list(frame["text"]))["input_ids"]]
         report.max_length = max_length
-        report.too_long = int(sum(length > max_length for length in lengths))
+        too_long = [length > max_length for length in lengths]
+        report.too_long = int(sum(too_long))
+        if report.too_long:
+            report.notes.append(
+                f"over-long texts on line(s) {_line_list(frame['line'][np.array(too_long)])}; the longest has "
+                f"{max(lengths)} tokens (raise max_length, or accept that their ends are cut off)"
+            )
     features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=label_names)})
     dataset = datasets.Dataset.from_dict(
         {"text": list(frame["text"]), "label": [label_names.index(x) for x in frame["label"]]}, features=features

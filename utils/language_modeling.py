@@ -1,5 +1,5 @@
 """Causal language modelling: packing text into blocks, chat examples with masked prompts,
-perplexity, and reproducible generation.
+loaders, perplexity, reproducible generation, and scoring answers by next-token log-probabilities.
 
 Labels for a causal LM are the input ids themselves: the model shifts them inside
 its forward pass, so position t is trained to predict token t+1. A label of -100
@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 
 import datasets
+import numpy as np
 import torch
 
 from utils.training import move_to_device
@@ -66,7 +67,7 @@ def chat_example(
     """
     if not messages or messages[-1]["role"] != "assistant":
         raise ValueError("the last message must be the assistant's answer")
-    prompt_ids = _as_ids(tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=True))
+    prompt_ids = chat_prompt_ids(tokenizer, messages[:-1])
     full_ids = _as_ids(tokenizer.apply_chat_template(messages, tokenize=True))
     if full_ids[: len(prompt_ids)] != prompt_ids:
         raise ValueError("this chat template does not render the prompt as a prefix of the conversation")
@@ -78,11 +79,57 @@ def chat_example(
     return {"input_ids": full_ids, "attention_mask": [1] * len(full_ids), "labels": labels}
 
 
+def chat_prompt_ids(tokenizer, messages: list[dict[str, str]]) -> list[int]:
+    """Token ids of a conversation rendered with the chat template, ending with the header
+    of the assistant's turn (``add_generation_prompt=True``): what the model reads before it
+    writes its answer.
+
+    These are exactly the ids that ``chat_example`` masks, so prompts scored or continued
+    with them look like the prompts the model was trained on.
+    """
+    if not messages:
+        raise ValueError("give at least one message")
+    if messages[-1]["role"] == "assistant":
+        raise ValueError("the prompt ends before the assistant's answer: leave the answer out")
+    return _as_ids(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+
+
 def _as_ids(rendered) -> list[int]:
     """``apply_chat_template(tokenize=True)`` returns a list or a BatchEncoding, by version."""
     if hasattr(rendered, "keys") and "input_ids" in rendered:
         rendered = rendered["input_ids"]
     return list(rendered)
+
+
+def make_causal_lm_loader(
+    dataset, tokenizer, batch_size: int, shuffle: bool = False, seed: int = 0
+) -> torch.utils.data.DataLoader:
+    """A DataLoader of causal-LM examples (``input_ids`` and ``labels``, optionally
+    ``attention_mask``), padded per batch.
+
+    Padding uses the tokenizer's pad token for inputs, 0 for the attention mask and -100
+    for labels, so padding never carries loss. With ``shuffle`` the order comes from the
+    loader's own generator seeded with ``seed``: the same seed gives the same batches (and
+    ``train`` can resume exactly).
+    """
+    from transformers import DataCollatorForSeq2Seq
+
+    if tokenizer.pad_token_id is None:
+        raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token = tokenizer.eos_token first")
+    collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX, return_tensors="pt")
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collator
+    )
+
+
+def loss_token_fraction(dataset) -> float:
+    """Share of the tokens in ``dataset`` whose label is not -100, i.e. that carry loss."""
+    labels = list(dataset["labels"])
+    total = sum(len(row) for row in labels)
+    if total == 0:
+        raise ValueError("the data set has no tokens")
+    return sum(sum(label != IGNORE_INDEX for label in row) for row in labels) / total
 
 
 @torch.no_grad()
@@ -119,6 +166,41 @@ def perplexity(model: torch.nn.Module, loader: torch.utils.data.DataLoader) -> f
 
 
 @torch.no_grad()
+def generate_token_ids(
+    model: torch.nn.Module,
+    tokenizer,
+    prompts: Sequence[str],
+    max_new_tokens: int = 40,
+    seed: int = 0,
+    do_sample: bool = True,
+    temperature: float = 0.8,
+    top_p: float = 0.95,
+    add_special_tokens: bool = True,
+) -> list[list[int]]:
+    """Continue each prompt; returns the ids of the new tokens only (one list per prompt).
+
+    Sampling is seeded before every prompt, so the same model gives the same tokens and
+    two models can be compared on equal terms (same prompts, same random numbers).
+    Prompts are run one at a time (no padding), so a prompt's result does not depend on
+    the others. A prompt may be chat-formatted text (its special tokens are recognised);
+    pass ``add_special_tokens=False`` then if the tokenizer would add a BOS token of its own.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    continuations = []
+    for prompt in prompts:
+        torch.manual_seed(seed)
+        encoded = tokenizer(prompt, return_tensors="pt", add_special_tokens=add_special_tokens).to(device)
+        options = {"do_sample": do_sample, "max_new_tokens": max_new_tokens, "pad_token_id": tokenizer.pad_token_id}
+        if do_sample:
+            options |= {"temperature": temperature, "top_p": top_p}
+        output = model.generate(**encoded, **options)
+        continuations.append(output[0, encoded["input_ids"].shape[1] :].tolist())
+    model.train(was_training)
+    return continuations
+
+
 def generate_text(
     model: torch.nn.Module,
     tokenizer,
@@ -129,22 +211,55 @@ def generate_text(
     temperature: float = 0.8,
     top_p: float = 0.95,
 ) -> list[str]:
-    """Continue each prompt; returns only the new text.
+    """Continue each prompt; returns only the new text (see ``generate_token_ids``).
 
     Sampling is seeded before every prompt, so the same model gives the same text and
     two models can be compared on equal terms (same prompts, same random numbers).
     """
+    continuations = generate_token_ids(model, tokenizer, prompts, max_new_tokens, seed, do_sample, temperature, top_p)
+    return [tokenizer.decode(ids, skip_special_tokens=True) for ids in continuations]
+
+
+@torch.no_grad()
+def next_token_logprobs(
+    model: torch.nn.Module,
+    prompts: Sequence[Sequence[int]],
+    candidate_ids: Sequence[int],
+    pad_token_id: int = 0,
+    batch_size: int = 16,
+) -> np.ndarray:
+    """Log-probabilities of ``candidate_ids`` as the next token after each tokenized prompt.
+
+    Returns an array of shape (len(prompts), len(candidate_ids)). Scoring the first token
+    of each possible answer (e.g. "positive" and "negative") classifies with one forward
+    pass per prompt, without generating and parsing text. The log-probabilities are over
+    the whole vocabulary, so ``exp(...).sum(1)`` is the probability that the model starts
+    its answer with one of the candidates at all.
+
+    Prompts are left-padded in batches, with position ids counted from each prompt's first
+    real token, so a prompt gets the same scores alone or in a batch (up to rounding).
+    """
+    if not prompts:
+        raise ValueError("give at least one prompt")
+    if any(len(prompt) == 0 for prompt in prompts):
+        raise ValueError("every prompt needs at least one token")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    completions = []
-    for prompt in prompts:
-        torch.manual_seed(seed)
-        encoded = tokenizer(prompt, return_tensors="pt").to(device)
-        options = {"do_sample": do_sample, "max_new_tokens": max_new_tokens, "pad_token_id": tokenizer.pad_token_id}
-        if do_sample:
-            options |= {"temperature": temperature, "top_p": top_p}
-        output = model.generate(**encoded, **options)
-        completions.append(tokenizer.decode(output[0, encoded["input_ids"].shape[1] :], skip_special_tokens=True))
+    candidates = torch.tensor(list(candidate_ids), device=device)
+    scores = np.zeros((len(prompts), len(candidate_ids)), dtype=np.float32)
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        longest = max(len(prompt) for prompt in chunk)
+        input_ids = torch.full((len(chunk), longest), pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(chunk), longest), dtype=torch.long)
+        for row, prompt in enumerate(chunk):  # left padding: every prompt ends at the last position
+            input_ids[row, longest - len(prompt) :] = torch.tensor(list(prompt))
+            mask[row, longest - len(prompt) :] = 1
+        positions = (mask.cumsum(1) - 1).clamp(min=0)
+        input_ids, mask, positions = input_ids.to(device), mask.to(device), positions.to(device)
+        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits
+        logprobs = torch.log_softmax(logits[:, -1].float(), dim=-1)
+        scores[start : start + len(chunk)] = logprobs[:, candidates].cpu().numpy()
     model.train(was_training)
-    return completions
+    return scores

@@ -1,4 +1,4 @@
-"""The figures the notebooks draw more than once: learning curves, learning rates,
+"""The figures the notebooks draw more than once: losses, learning curves, learning rates,
 confusion matrices. Each function draws on a matplotlib Axes and returns it."""
 
 from __future__ import annotations
@@ -46,6 +46,49 @@ def plot_metric(history: TrainingHistory, metric: str = "accuracy", ax: plt.Axes
     ax.set_ylabel(metric)
     ax.legend()
     return ax
+
+
+def plot_learning_curves(
+    history: TrainingHistory,
+    axes: Sequence[plt.Axes] | None = None,
+    label: str = "",
+    color: str | None = None,
+    metric: str = "accuracy",
+    smooth: int = 10,
+) -> Sequence[plt.Axes]:
+    """Training and validation loss (first Axes) and ``metric`` (second Axes) against the step.
+
+    Validation values come from ``history.evaluations`` (keys ``loss`` and ``metric``).
+    Training values come from the same evaluations when ``eval_fn`` also measured the
+    training data (keys ``train_loss`` and ``train_<metric>``, in eval mode, comparable to
+    validation); otherwise the training loss is the smoothed per-step loss and no training
+    metric is drawn. Training is a solid line, validation a dashed line with markers, both in
+    one colour per run, so several runs can share the same two Axes.
+    """
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11, 4))
+    loss_ax, metric_ax = axes[0], axes[1]
+    prefix = f"{label}: " if label else ""
+    eval_steps = history.column("step", evaluations=True)
+    has_train_evals = bool(history.evaluations) and "train_loss" in history.evaluations[0]
+    if has_train_evals:
+        line = loss_ax.plot(eval_steps, history.column("train_loss", True), "-", color=color, label=f"{prefix}train")[0]
+    else:
+        smoothed = moving_average(history.column("loss"), smooth)
+        line = loss_ax.plot(history.column("step"), smoothed, "-", color=color, label=f"{prefix}train (smoothed)")[0]
+    color = line.get_color()
+    if history.evaluations and "loss" in history.evaluations[0]:
+        loss_ax.plot(eval_steps, history.column("loss", True), "o--", color=color, label=f"{prefix}validation")
+    if history.evaluations and f"train_{metric}" in history.evaluations[0]:
+        metric_ax.plot(eval_steps, history.column(f"train_{metric}", True), "-", color=color, label=f"{prefix}train")
+    if history.evaluations and metric in history.evaluations[0]:
+        metric_ax.plot(eval_steps, history.column(metric, True), "o--", color=color, label=f"{prefix}validation")
+    for ax, name in ((loss_ax, "loss"), (metric_ax, metric)):
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(name)
+        if ax.lines:
+            ax.legend(fontsize="small")
+    return axes
 
 
 def plot_learning_rate(history: TrainingHistory, ax: plt.Axes | None = None) -> plt.Axes:

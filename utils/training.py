@@ -54,6 +54,7 @@ class TrainingHistory:
     evaluations: list[dict] = field(default_factory=list)
     examples_seen: int = 0
     train_seconds: float = 0.0  # time spent in training steps, without evaluation and checkpoints
+    eval_seconds: float = 0.0  # time spent inside eval_fn
     total_seconds: float = 0.0
     best_step: int | None = None
     best_metric: float | None = None
@@ -283,7 +284,9 @@ def train(
         """Run eval_fn, log it, track the best weights; return True to stop early."""
         nonlocal best_state_dict
         was_training = model.training
+        eval_started = time.perf_counter()
         metrics = eval_fn(model)
+        history.eval_seconds += time.perf_counter() - eval_started
         model.train(was_training)
         record = {"step": state["step"], "epoch": round(state["step"] / steps_per_epoch, 4), **metrics}
         history.evaluations.append(record)
