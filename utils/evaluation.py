@@ -207,3 +207,28 @@ def _copy_cache(cache):
     import copy
 
     return copy.deepcopy(cache)
+
+
+# ------------------------------------------------------------- reporting many runs
+
+
+def expected_max_score(scores: Sequence[float], num_trials: int | Sequence[int]) -> float | np.ndarray:
+    """Expected best score of ``num_trials`` runs drawn at random from the runs you made.
+
+    ``scores`` are the validation scores of N finished runs (e.g. one per random seed).
+    Treating them as the distribution of outcomes, the chance that the best of n
+    independent draws (with replacement) is the i-th smallest score v_(i) is
+    (i/N)^n - ((i-1)/N)^n, so the expectation is the sum of v_(i) times that chance
+    (Dodge et al. 2019, "Show your work"). With n=1 it is the mean; as n grows it
+    approaches the maximum. ``num_trials`` may be one number or a sequence of them.
+    """
+    values = np.sort(np.asarray(scores, dtype=float))
+    if values.ndim != 1 or len(values) == 0:
+        raise ValueError("scores must be a non-empty list of numbers")
+    trials = np.atleast_1d(np.asarray(num_trials))
+    if np.any(trials < 1):
+        raise ValueError("num_trials must be at least 1")
+    share_at_most = np.arange(1, len(values) + 1) / len(values)  # empirical CDF at each sorted score
+    chance_best = share_at_most[None, :] ** trials[:, None] - (share_at_most - 1 / len(values))[None, :] ** trials[:, None]
+    expected = chance_best @ values
+    return float(expected[0]) if np.ndim(num_trials) == 0 else expected

@@ -119,3 +119,28 @@ def load_causal_lm(
 def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters, or of trainable ones (``requires_grad``)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def freeze_lower_layers(model: torch.nn.Module, num_layers: int, freeze_embeddings: bool = True) -> int:
+    """Stop training the embeddings and the first ``num_layers`` encoder layers.
+
+    Sets ``requires_grad=False`` on their parameters (build the optimizer afterwards, or
+    pass only trainable parameters to it) and returns how many parameters were frozen.
+    Works for BERT-style encoders whose base model has ``embeddings`` and
+    ``encoder.layer`` (MiniLM, BERT, RoBERTa, DistilBERT's ``transformer.layer`` too).
+    """
+    base = model.base_model
+    encoder = getattr(base, "encoder", None) or getattr(base, "transformer", None)
+    layers = getattr(encoder, "layer", None)
+    if layers is None or not hasattr(base, "embeddings"):
+        raise ValueError(f"{type(model).__name__} has no embeddings + encoder layers to freeze")
+    if not 0 <= num_layers <= len(layers):
+        raise ValueError(f"num_layers must be between 0 and {len(layers)}, not {num_layers}")
+    modules = ([base.embeddings] if freeze_embeddings else []) + list(layers[:num_layers])
+    frozen = 0
+    for module in modules:
+        for parameter in module.parameters():
+            if parameter.requires_grad:
+                parameter.requires_grad = False
+                frozen += parameter.numel()
+    return frozen
