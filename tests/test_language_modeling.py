@@ -3,6 +3,7 @@
 import math
 
 import datasets
+import numpy as np
 import pytest
 import torch
 from tiny import tiny_causal_lm
@@ -118,6 +119,24 @@ def test_causal_lm_loader_pads_labels_with_ignore_index_and_shuffles_reproducibl
     assert order(0) == order(0) and sorted(order(0)) == list(range(2, 10)) and order(0) != order(1)
 
 
+def test_causal_lm_loader_grouped_by_length_pads_less_and_keeps_every_example(tokenizer):
+    lengths = [int(n) for n in np.random.default_rng(0).integers(2, 60, size=64)]
+    examples = datasets.Dataset.from_list(
+        [{"input_ids": [5] * n, "attention_mask": [1] * n, "labels": [5] * n} for n in lengths]
+    )
+
+    def batches(group_by_length, seed=0):
+        loader = make_causal_lm_loader(examples, tokenizer, 4, shuffle=True, seed=seed, group_by_length=group_by_length)
+        return [(batch["attention_mask"].sum(1).tolist(), batch["input_ids"].numel()) for batch in loader]
+
+    grouped, plain = batches(True), batches(False)
+    assert sorted(n for sizes, _ in grouped for n in sizes) == sorted(lengths)  # every example, once
+    assert sum(cells for _, cells in grouped) < sum(cells for _, cells in plain)  # fewer padded positions
+    assert grouped == batches(True) and grouped != batches(True, seed=1)  # reproducible, seed-dependent
+    with pytest.raises(ValueError, match="shuffle"):
+        make_causal_lm_loader(examples, tokenizer, 4, group_by_length=True)
+
+
 def test_loss_token_fraction_counts_labels_that_are_not_ignored():
     rows = datasets.Dataset.from_dict({"labels": [[IGNORE_INDEX, IGNORE_INDEX, 3, 4], [IGNORE_INDEX, 7]]})
     assert loss_token_fraction(rows) == pytest.approx(3 / 6)
@@ -130,7 +149,9 @@ def test_next_token_logprobs_match_a_plain_forward_pass_alone_or_in_a_batch():
     prompts = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15]]
     candidates = [20, 21, 22]
     batched = next_token_logprobs(model, prompts, candidates, pad_token_id=0, batch_size=3)
-    assert batched.shape == (3, 3)
+    in_pairs = next_token_logprobs(model, prompts, candidates, pad_token_id=0, batch_size=2)  # batched by length
+    assert batched.shape == in_pairs.shape == (3, 3)
+    assert in_pairs == pytest.approx(batched, abs=1e-5)  # rows come back in the prompts' order
     for row, prompt in enumerate(prompts):
         with torch.no_grad():
             logits = model(input_ids=torch.tensor([prompt])).logits[0, -1]

@@ -102,7 +102,7 @@ def _as_ids(rendered) -> list[int]:
 
 
 def make_causal_lm_loader(
-    dataset, tokenizer, batch_size: int, shuffle: bool = False, seed: int = 0
+    dataset, tokenizer, batch_size: int, shuffle: bool = False, seed: int = 0, group_by_length: bool = False
 ) -> torch.utils.data.DataLoader:
     """A DataLoader of causal-LM examples (``input_ids`` and ``labels``, optionally
     ``attention_mask``), padded per batch.
@@ -110,14 +110,23 @@ def make_causal_lm_loader(
     Padding uses the tokenizer's pad token for inputs, 0 for the attention mask and -100
     for labels, so padding never carries loss. With ``shuffle`` the order comes from the
     loader's own generator seeded with ``seed``: the same seed gives the same batches (and
-    ``train`` can resume exactly).
+    ``train`` can resume exactly). ``group_by_length`` (with ``shuffle``) batches examples
+    of similar length together, as ``utils.data.make_train_loader`` does, which saves the
+    compute spent on padding when lengths vary (packed blocks all have one length and gain nothing).
     """
     from transformers import DataCollatorForSeq2Seq
+    from transformers.trainer_pt_utils import LengthGroupedSampler
 
     if tokenizer.pad_token_id is None:
         raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token = tokenizer.eos_token first")
+    if group_by_length and not shuffle:
+        raise ValueError("group_by_length=True needs shuffle=True (it shuffles, then groups by length)")
     collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX, return_tensors="pt")
     generator = torch.Generator().manual_seed(seed) if shuffle else None
+    if group_by_length:
+        lengths = [len(ids) for ids in dataset["input_ids"]]
+        sampler = LengthGroupedSampler(batch_size, lengths=lengths, generator=generator)
+        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collator)
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collator
     )
@@ -238,6 +247,8 @@ def next_token_logprobs(
 
     Prompts are left-padded in batches, with position ids counted from each prompt's first
     real token, so a prompt gets the same scores alone or in a batch (up to rounding).
+    Batches are formed in order of prompt length, so they need little padding; the rows of
+    the result stay in the order of ``prompts``.
     """
     if not prompts:
         raise ValueError("give at least one prompt")
@@ -248,8 +259,10 @@ def next_token_logprobs(
     device = next(model.parameters()).device
     candidates = torch.tensor(list(candidate_ids), device=device)
     scores = np.zeros((len(prompts), len(candidate_ids)), dtype=np.float32)
+    by_length = sorted(range(len(prompts)), key=lambda index: len(prompts[index]))
     for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start : start + batch_size]
+        rows = by_length[start : start + batch_size]
+        chunk = [prompts[index] for index in rows]
         longest = max(len(prompt) for prompt in chunk)
         input_ids = torch.full((len(chunk), longest), pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(chunk), longest), dtype=torch.long)
@@ -260,6 +273,6 @@ def next_token_logprobs(
         input_ids, mask, positions = input_ids.to(device), mask.to(device), positions.to(device)
         logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits
         logprobs = torch.log_softmax(logits[:, -1].float(), dim=-1)
-        scores[start : start + len(chunk)] = logprobs[:, candidates].cpu().numpy()
+        scores[rows] = logprobs[:, candidates].cpu().numpy()
     model.train(was_training)
     return scores
