@@ -571,16 +571,23 @@ def make_train_loader(
     exactly where it stopped.
     """
     from transformers import DataCollatorWithPadding
+
+    return shuffled_loader(tokenized, batch_size, DataCollatorWithPadding(tokenizer), seed, group_by_length)
+
+
+def shuffled_loader(dataset, batch_size: int, collate_fn, seed: int, group_by_length: bool) -> torch.utils.data.DataLoader:
+    """A DataLoader that shuffles with its own generator seeded with ``seed``; with
+    ``group_by_length``, batches hold examples of similar ``input_ids`` length
+    (``LengthGroupedSampler``). Shared by the classification and causal-LM loaders."""
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
     generator = torch.Generator().manual_seed(seed)
-    collator = DataCollatorWithPadding(tokenizer)
     if group_by_length:
-        lengths = [len(ids) for ids in tokenized["input_ids"]]
+        lengths = [len(ids) for ids in dataset["input_ids"]]
         sampler = LengthGroupedSampler(batch_size, lengths=lengths, generator=generator)
-        return torch.utils.data.DataLoader(tokenized, batch_size=batch_size, sampler=sampler, collate_fn=collator)
+        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_fn)
     return torch.utils.data.DataLoader(
-        tokenized, batch_size=batch_size, shuffle=True, generator=generator, collate_fn=collator
+        dataset, batch_size=batch_size, shuffle=True, generator=generator, collate_fn=collate_fn
     )
 
 

@@ -16,6 +16,7 @@ import datasets
 import numpy as np
 import torch
 
+from utils.data import shuffled_loader
 from utils.training import move_to_device
 
 IGNORE_INDEX = -100  # the label value PyTorch's cross-entropy skips
@@ -115,21 +116,15 @@ def make_causal_lm_loader(
     compute spent on padding when lengths vary (packed blocks all have one length and gain nothing).
     """
     from transformers import DataCollatorForSeq2Seq
-    from transformers.trainer_pt_utils import LengthGroupedSampler
 
     if tokenizer.pad_token_id is None:
         raise ValueError("the tokenizer has no pad token; set tokenizer.pad_token = tokenizer.eos_token first")
     if group_by_length and not shuffle:
         raise ValueError("group_by_length=True needs shuffle=True (it shuffles, then groups by length)")
     collator = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=IGNORE_INDEX, return_tensors="pt")
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
-    if group_by_length:
-        lengths = [len(ids) for ids in dataset["input_ids"]]
-        sampler = LengthGroupedSampler(batch_size, lengths=lengths, generator=generator)
-        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collator)
-    return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=collator
-    )
+    if shuffle:
+        return shuffled_loader(dataset, batch_size, collator, seed, group_by_length)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collator)
 
 
 def loss_token_fraction(dataset) -> float:
