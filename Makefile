@@ -15,12 +15,13 @@ USE_UV ?= 1
 UV_SPEC ?= uv==0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: help lab test setup assets lock clean
+.PHONY: help lab test execute setup assets lock clean
 
 help:
 	@echo "make lab   - set up, fetch assets, start JupyterLab on notebooks/"
 	@echo "make test  - set up, fetch assets, run unit tests and every notebook (nbval)"
-	@echo "make lock  - regenerate requirements-lock.txt from requirements.txt"
+	@echo "make execute - re-run notebooks and store their outputs (NOTEBOOKS=...)"
+	@echo "make lock  - regenerate requirements-lock.txt from requirements-dev.txt"
 	@echo "make clean - remove the virtual environment (the asset cache stays)"
 
 setup: $(STAMP)
@@ -48,17 +49,27 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: assets
 	$(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(ROOT_FLAG) $(LAB_ARGS)
 
-# The tests never need the Hugging Face Hub: run them offline, as CI does.
+# The tests never need the Hugging Face Hub: run them offline, as CI does. Notebooks run side
+# by side, one per core (as many as the memory allows), each with one torch thread;
+# TEST_WORKERS=1 runs everything in one process.
+TEST_WORKERS ?= auto
 test: assets
-	HF_HUB_OFFLINE=1 HF_EVALUATE_OFFLINE=1 $(BIN)/python -m pytest
+	$(BIN)/python -m ruff check .
+	HF_HUB_OFFLINE=1 HF_EVALUATE_OFFLINE=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+# Re-run notebooks top to bottom and store their outputs, in the environment the tests check
+# them in (CPU, one torch thread): make execute NOTEBOOKS="notebooks/03_training_loop.ipynb"
+NOTEBOOKS ?= notebooks/*.ipynb
+execute: assets
+	HF_HUB_OFFLINE=1 HF_EVALUATE_OFFLINE=1 $(BIN)/python tests/execute_notebooks.py $(NOTEBOOKS)
 
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
-	.lock-venv/bin/python -m pip install --quiet -r requirements.txt
+	.lock-venv/bin/python -m pip install --quiet -r requirements-dev.txt
 	{ echo "# Exact versions installed by \`make\` (and CI): the environment the stored notebook outputs"; \
 	  echo "# were made with, on Python 3.11. torch is installed before this file, as $(TORCH_SPEC)."; \
-	  echo "# Regenerate with \`make lock\` after changing requirements.txt."; \
+	  echo "# Regenerate with \`make lock\` after changing requirements.txt or requirements-dev.txt."; \
 	  .lock-venv/bin/python -m pip freeze | grep -v -i -E '^(torch|finetuning-course)[=@ ]'; } > requirements-lock.txt
 	rm -rf .lock-venv
 

@@ -1,5 +1,6 @@
 """Device, precision, seeding, quiet mode and the versions report."""
 
+import os
 import random
 import warnings
 
@@ -21,20 +22,68 @@ from utils.environment import (
 
 
 def test_cpu_machines_train_in_fp32():
-    assert pick_device().type in {"cpu", "cuda"}
+    assert pick_device().type == "cpu"  # the test command sets COURSE_DEVICE=cpu
     precision = pick_precision("cpu")
     assert precision.name == "fp32" and precision.autocast_dtype is None and not precision.needs_grad_scaler
 
 
-@pytest.mark.parametrize("bf16_supported, expected", [(True, "bf16"), (False, "fp16")])
-def test_gpus_get_bf16_or_fp16_with_a_scaler(monkeypatch, bf16_supported, expected):
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16_supported)
-    precision = pick_precision(torch.device("cuda"))
+GPUS = {"T4 (Colab's free GPU)": (7, 5), "V100": (7, 0), "A100": (8, 0), "RTX 4090": (8, 9), "H100": (9, 0)}
+
+
+@pytest.mark.parametrize("gpu", GPUS)
+def test_bf16_only_where_the_gpu_computes_it_natively(gpu):
+    precision = environment.precision_for_gpu(GPUS[gpu])
+    expected = "bf16" if GPUS[gpu] >= (8, 0) else "fp16"
     assert precision.name == expected
     assert precision.needs_grad_scaler == (expected == "fp16")
+    assert precision.autocast_dtype == (torch.bfloat16 if expected == "bf16" else torch.float16)
+
+
+@pytest.mark.parametrize("gpu", ["T4 (Colab's free GPU)", "A100", "H100"])
+def test_pick_precision_reads_the_gpus_compute_capability(monkeypatch, gpu):
+    # torch's is_bf16_supported() says True on a T4 (it counts emulation); it must not decide.
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: GPUS[gpu])
+    expected = "fp16" if gpu.startswith("T4") else "bf16"
+    assert pick_precision(torch.device("cuda")).name == expected
+
+
+def test_course_device_overrides_the_choice(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("COURSE_DEVICE", "cpu")
+    assert pick_device().type == "cpu"
+    monkeypatch.setenv("COURSE_DEVICE", "auto")
+    assert pick_device().type == "cuda"
+    monkeypatch.setenv("COURSE_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="COURSE_DEVICE='tpu'"):
+        pick_device()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("COURSE_DEVICE", "cuda")
+    with pytest.raises(RuntimeError, match="no CUDA GPU"):
+        pick_device()
+
+
+def test_output_dir_follows_course_output_dir(monkeypatch, tmp_path):
+    monkeypatch.delenv("COURSE_OUTPUT_DIR", raising=False)
+    assert str(environment.output_dir("03_resume")) == "outputs/03_resume"
+    monkeypatch.setenv("COURSE_OUTPUT_DIR", str(tmp_path))
+    assert environment.output_dir("03_resume") == tmp_path / "03_resume"
+
+
+def test_the_test_command_runs_the_cpu_reference_with_one_thread():
+    # set by the root conftest.py before torch was imported
+    assert os.environ["COURSE_DEVICE"] == "cpu"
+    assert torch.get_num_threads() == int(os.environ.get("COURSE_TEST_THREADS", "1"))
+
+
+def test_machine_report_says_what_differs_between_computers():
+    report = environment.machine_report()
+    assert {"processor", "cpu cores (logical)", "torch threads", "memory (GiB)"} <= report.keys()
+    assert "cpu threads" not in environment.describe_environment()  # compared by nbval: machine-independent
 
 
 def test_mps_is_used_only_on_request_and_with_a_warning(monkeypatch):
+    monkeypatch.setenv("COURSE_DEVICE", "auto")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     assert pick_device().type == "cpu"

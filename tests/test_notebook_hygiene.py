@@ -27,7 +27,7 @@ def source(cell: dict) -> str:
 def headings(cell: dict, level: int) -> list[str]:
     if cell["cell_type"] != "markdown":
         return []
-    return re.findall(rf"^{'#' * level} (.+)$", source(cell), flags=re.M)
+    return re.findall(rf"^{'#' * level} (.+)$", source(cell), flags=re.MULTILINE)
 
 
 def output_texts(cell: dict) -> list[str]:

@@ -9,6 +9,7 @@ import random
 import sys
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,12 +38,33 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+DEVICE_ENV_VAR = "COURSE_DEVICE"
+OUTPUT_ENV_VAR = "COURSE_OUTPUT_DIR"
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
 def pick_device(allow_mps: bool = False) -> torch.device:
     """Choose where tensors live: CUDA if present, else CPU.
 
     Apple's MPS backend is used only when ``allow_mps=True``, with a warning,
-    because some operations silently give wrong results on it.
+    because some operations silently give wrong results on it. The environment
+    variable ``COURSE_DEVICE`` (``auto``, ``cpu``, ``cuda`` or ``mps``) overrides the
+    choice: the test command sets ``COURSE_DEVICE=cpu``, so that on a GPU machine the
+    notebooks still run the CPU settings their stored outputs were made with.
     """
+    requested = os.environ.get(DEVICE_ENV_VAR, "auto").strip().lower() or "auto"
+    if requested not in DEVICE_CHOICES:
+        raise ValueError(
+            f"{DEVICE_ENV_VAR}={requested!r} is not a device the course knows; use one of {', '.join(DEVICE_CHOICES)}."
+        )
+    if requested == "cpu":
+        return torch.device("cpu")
+    if requested == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"{DEVICE_ENV_VAR}=cuda, but torch sees no CUDA GPU here; unset {DEVICE_ENV_VAR}.")
+        return torch.device("cuda")
+    if requested == "mps":
+        allow_mps = True
     if torch.cuda.is_available():
         return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)
@@ -54,6 +76,16 @@ def pick_device(allow_mps: bool = False) -> torch.device:
         )
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def output_dir(name: str) -> Path:
+    """The folder where a notebook writes checkpoints and saved models: ``outputs/<name>``.
+
+    ``outputs`` is relative to the notebook's folder. The environment variable
+    ``COURSE_OUTPUT_DIR`` moves it; the test command points it to a temporary folder, so
+    that a test run never overwrites what you saved while working through a notebook.
+    """
+    return Path(os.environ.get(OUTPUT_ENV_VAR) or "outputs") / name
 
 
 @dataclass(frozen=True)
@@ -77,18 +109,28 @@ PRECISIONS = {
 }
 
 
-def pick_precision(device: torch.device | str) -> Precision:
-    """Choose the training precision for a device.
+# Native bf16 arithmetic arrived with NVIDIA's Ampere GPUs (compute capability 8.0).
+BF16_MIN_CAPABILITY = (8, 0)
 
-    bf16 on GPUs that support it (Ampere and newer), fp16 with a gradient scaler
-    on older GPUs such as Colab's T4, and fp32 on CPU and MPS.
+
+def precision_for_gpu(capability: tuple[int, int]) -> Precision:
+    """The training precision for an NVIDIA GPU of the given compute capability.
+
+    bf16 only where the GPU computes it natively (8.0 and newer: A100, H100, RTX 30xx...);
+    fp16 with a gradient scaler on older GPUs such as the T4 (7.5) of Colab's free tier.
+    ``torch.cuda.is_bf16_supported()`` is not used: by default it also counts emulated bf16
+    and answers True on a T4, where bf16 would be slow and need the scaler it skips.
     """
+    return PRECISIONS["bf16"] if tuple(capability) >= BF16_MIN_CAPABILITY else PRECISIONS["fp16"]
+
+
+def pick_precision(device: torch.device | str) -> Precision:
+    """Choose the training precision for a device: fp32 on CPU and MPS, and on a CUDA GPU
+    bf16 or fp16 by its compute capability (``precision_for_gpu``)."""
     device = torch.device(device)
     if device.type != "cuda":
         return PRECISIONS["fp32"]
-    if torch.cuda.is_bf16_supported():
-        return PRECISIONS["bf16"]
-    return PRECISIONS["fp16"]
+    return precision_for_gpu(torch.cuda.get_device_capability(device))
 
 
 def seed_everything(seed: int) -> None:
@@ -145,18 +187,35 @@ def versions_report() -> dict[str, str]:
 
 
 def describe_environment() -> dict[str, str]:
-    """Summarise device, precision, CPU threads, Colab and offline status."""
+    """Summarise device, precision, Colab and offline status (the same on every CPU machine)."""
     device = pick_device()
     summary = {
         "device": str(device),
         "precision": pick_precision(device).name,
-        "cpu threads": str(torch.get_num_threads()),
         "colab": str(in_colab()),
         "hub offline": str(hub_offline()),
     }
     if device.type == "cuda":
         summary["gpu"] = torch.cuda.get_device_name(device)
     return summary
+
+
+def machine_report() -> dict[str, str]:
+    """What differs from one computer to the next: processor, cores, torch threads, memory."""
+    import psutil
+
+    report = {
+        "processor": platform.processor() or platform.machine(),
+        "cpu cores (logical)": str(os.cpu_count()),
+        "torch threads": str(torch.get_num_threads()),
+        "cpu capability": str(torch.backends.cpu.get_cpu_capability()),
+        "memory (GiB)": f"{psutil.virtual_memory().total / 2**30:.1f}",
+    }
+    if torch.cuda.is_available():
+        properties = torch.cuda.get_device_properties(0)
+        report["gpu"] = f"{properties.name}, compute capability {properties.major}.{properties.minor}"
+        report["gpu memory (GiB)"] = f"{properties.total_memory / 2**30:.1f}"
+    return report
 
 
 def peak_memory_mb(device: torch.device | str = "cpu") -> float:
@@ -197,7 +256,7 @@ class MemoryTracker:
         self._stop = None
         self._thread = None
 
-    def __enter__(self) -> "MemoryTracker":
+    def __enter__(self) -> MemoryTracker:  # noqa: PYI034 (typing.Self needs Python 3.11)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
