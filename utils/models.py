@@ -10,7 +10,9 @@ works too when you are online, so swapping in another model is one argument:
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -144,3 +146,25 @@ def freeze_lower_layers(model: torch.nn.Module, num_layers: int, freeze_embeddin
                 parameter.requires_grad = False
                 frozen += parameter.numel()
     return frozen
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Switch ``model`` to evaluation mode (dropout off) for a block, then restore its mode.
+
+    >>> layer = torch.nn.Dropout(0.5).train()
+    >>> with eval_mode(layer):
+    ...     layer.training
+    False
+    >>> layer.training
+    True
+
+    The previous mode comes back even when the block raises, so an interrupted evaluation
+    never leaves a model silently training without dropout, or evaluating with it.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
