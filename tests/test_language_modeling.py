@@ -13,6 +13,7 @@ from utils.language_modeling import (
     IGNORE_INDEX,
     chat_example,
     chat_prompt_ids,
+    first_token_ids,
     generate_text,
     generate_token_ids,
     loss_token_fraction,
@@ -21,6 +22,7 @@ from utils.language_modeling import (
     next_token_logprobs,
     pack_into_blocks,
     perplexity,
+    shared_prefix_length,
     tokenize_and_pack,
 )
 from utils.models import load_tokenizer
@@ -172,3 +174,54 @@ def test_generate_token_ids_returns_only_the_new_tokens_and_greedy_is_determinis
     assert first == generate_token_ids(model, tokenizer, ["Hello", "Good night"], max_new_tokens=4, do_sample=False, seed=9)
     texts = generate_text(model, tokenizer, ["Hello"], max_new_tokens=4, do_sample=False)
     assert texts == [tokenizer.decode(first[0], skip_special_tokens=True)]
+
+
+def test_prompts_with_a_shared_prefix_are_scored_as_one_full_forward_pass_each():
+    """The shared tokens run once, from a key/value cache; every score equals the plain pass."""
+    model = tiny_causal_lm()
+    shared = [3, 4, 5, 6, 7]
+    prompts = [shared + [8, 9, 10], shared + [11], shared + [12, 13], shared + [12, 14, 15, 16]]
+    candidates = [20, 21]
+    for batch_size in (1, 3, 4):
+        scores = next_token_logprobs(model, prompts, candidates, pad_token_id=0, batch_size=batch_size)
+        for row, prompt in enumerate(prompts):
+            with torch.no_grad():
+                logits = model(input_ids=torch.tensor([prompt])).logits[0, -1]
+            assert scores[row] == pytest.approx(torch.log_softmax(logits, -1)[candidates].numpy(), abs=1e-5)
+    assert shared_prefix_length(prompts) == 5 and shared_prefix_length([shared, shared]) == 4
+
+
+def test_next_token_logprobs_of_a_peft_model_match_its_forward_pass():
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(tiny_causal_lm(), LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    prompts = [[3, 4, 5, 6], [3, 4, 7]]
+    scores = next_token_logprobs(model, prompts, [8, 9])
+    for row, prompt in enumerate(prompts):
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([prompt])).logits[0, -1]
+        assert scores[row] == pytest.approx(torch.log_softmax(logits, -1)[[8, 9]].numpy(), abs=1e-5)
+
+
+def test_first_token_ids_are_distinct_first_tokens(tokenizer):
+    ids = first_token_ids(tokenizer, [" negative", " positive"])
+    assert ids == [tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in [" negative", " positive"]]
+    with pytest.raises(ValueError, match="start with the same token"):
+        first_token_ids(tokenizer, [" good", " good"])
+    with pytest.raises(ValueError, match="have no tokens"):
+        first_token_ids(tokenizer, ["", " positive"])
+
+
+def test_the_train_mode_comes_back_even_when_evaluation_fails(tokenizer):
+    model = tiny_causal_lm().train()
+    out_of_vocabulary = [[5, 6, 10_000]]
+    with pytest.raises(IndexError):
+        next_token_logprobs(model, out_of_vocabulary, [5])
+    assert model.training
+    bad_batches = [{"input_ids": torch.tensor([[5, 6, 10_000]]), "labels": torch.tensor([[5, 6, 7]])}]
+    with pytest.raises(IndexError):
+        mean_token_loss(model, bad_batches)
+    assert model.training
+    with pytest.raises(IndexError):  # the SmolLM2 tokenizer's ids are beyond the tiny model's 64 tokens
+        generate_token_ids(model, tokenizer, ["Hello there"], max_new_tokens=2)
+    assert model.training

@@ -1,20 +1,22 @@
 """The shared plots draw what they are given."""
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from utils.plotting import (  # noqa: E402
+from utils.evaluation import reliability_bins
+from utils.plotting import (
+    PERFECT_CALIBRATION_LABEL,
     moving_average,
     plot_confusion_matrix,
     plot_learning_curves,
     plot_learning_rate,
     plot_losses,
     plot_metric,
+    plot_reliability_diagram,
 )
-from utils.training import TrainingHistory  # noqa: E402
+from utils.training import TrainingHistory
+
+plt.switch_backend("Agg")  # draw off-screen
 
 
 def test_moving_average_uses_shorter_windows_at_the_start():
@@ -64,3 +66,20 @@ def test_learning_curves_fall_back_to_the_step_loss():
     assert axes[0].lines[0].get_ydata().tolist() == [1.0, 1.5, 2.5, 3.5]
     assert [line.get_label() for line in axes[1].lines] == ["validation"]
     plt.close(axes[0].figure)
+
+
+def test_reliability_diagram_draws_filled_bins_and_one_diagonal():
+    probabilities = np.array([[0.95, 0.05], [0.85, 0.15], [0.35, 0.65], [0.4, 0.6]])
+    before = reliability_bins(probabilities, [0, 1, 1, 0], num_bins=5)
+    after = reliability_bins(np.array([[0.7, 0.3], [0.6, 0.4], [0.45, 0.55], [0.5, 0.5]]), [0, 1, 1, 0], num_bins=5)
+    figure, ax = plt.subplots()
+    plot_reliability_diagram(ax, before, "before")
+    plot_reliability_diagram(ax, after, "after temperature scaling")
+    labels = [line.get_label() for line in ax.lines]
+    assert labels == [PERFECT_CALIBRATION_LABEL, "before", "after temperature scaling"]
+    model_line = ax.lines[1]
+    filled = before.count > 0
+    assert model_line.get_xdata().tolist() == before.confidence[filled].tolist()
+    assert model_line.get_ydata().tolist() == before.accuracy[filled].tolist()
+    assert ax.get_xlim() == (0.0, 1.0) and ax.get_ylim() == (0.0, 1.0)
+    plt.close(figure)

@@ -1,22 +1,29 @@
-"""Evaluating classifiers: predictions, metrics, bootstrap intervals, and prompting baselines.
+"""Evaluating classifiers: predictions, metrics, bootstrap intervals, calibration, and prompting baselines.
 
 Metrics come from the course's local ``evaluate`` modules in ``utils/metrics/``
 (``evaluate.load("accuracy")`` would fetch a script from the Hub and fails offline).
+The modules and the fast NumPy versions here (``accuracy_score``, ``macro_f1_score``)
+share one implementation, ``utils/metrics/_classification.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import evaluate
 import numpy as np
 import torch
 
+from utils.language_modeling import first_token_ids, next_token_logprobs
+from utils.metrics._classification import accuracy, precision_recall_f1
+from utils.models import eval_mode
 from utils.training import move_to_device
 
 METRICS_DIR = Path(__file__).resolve().parent / "metrics"
-LOCAL_METRICS = tuple(sorted(p.stem for p in METRICS_DIR.glob("*.py")))
+# Files starting with "_" are not metrics: __init__.py, and the implementation they share.
+LOCAL_METRICS = tuple(sorted(p.stem for p in METRICS_DIR.glob("*.py") if not p.stem.startswith("_")))
 
 
 def load_metric(name: str) -> evaluate.EvaluationModule:
@@ -43,22 +50,20 @@ def predict(model: torch.nn.Module, loader: torch.utils.data.DataLoader) -> tupl
     Returns ``(logits, labels, mean_loss)``: logits as float32 (n, num_classes),
     labels (n,) (empty if the batches have no labels) and the mean loss per example
     (NaN without labels). Dropout is off during the pass; the model's previous
-    train/eval mode is restored afterwards.
+    train/eval mode is restored afterwards, even if the pass fails.
     """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
     all_logits, all_labels, loss_sum, count = [], [], 0.0, 0
-    for batch in loader:
-        batch = move_to_device(batch, device)
-        output = model(**batch)
-        all_logits.append(output.logits.float().cpu())
-        if "labels" in batch:
-            size = batch["labels"].shape[0]
-            all_labels.append(batch["labels"].cpu())
-            loss_sum += float(output.loss) * size
-            count += size
-    model.train(was_training)
+    with eval_mode(model):
+        device = next(model.parameters()).device
+        for batch in loader:
+            batch = move_to_device(batch, device)
+            output = model(**batch)
+            all_logits.append(output.logits.float().cpu())
+            if "labels" in batch:
+                size = batch["labels"].shape[0]
+                all_labels.append(batch["labels"].cpu())
+                loss_sum += float(output.loss) * size
+                count += size
     logits = torch.cat(all_logits).numpy()
     labels = torch.cat(all_labels).numpy() if all_labels else np.array([], dtype=np.int64)
     return logits, labels, (loss_sum / count if count else float("nan"))
@@ -68,6 +73,27 @@ def evaluate_classifier(model: torch.nn.Module, loader: torch.utils.data.DataLoa
     """Mean loss and accuracy of a classifier on a labelled loader (for ``train(eval_fn=...)``)."""
     logits, labels, loss = predict(model, loader)
     return {"loss": loss, "accuracy": float((logits.argmax(-1) == labels).mean())}
+
+
+def accuracy_score(predictions: np.ndarray, references: np.ndarray) -> float:
+    """Fraction correct; the accuracy module's formula, called directly (fast enough for bootstrap loops).
+
+    >>> accuracy_score([0, 1, 1, 0], [0, 1, 0, 0])
+    0.75
+    """
+    return accuracy(predictions, references)
+
+
+def macro_f1_score(predictions: np.ndarray, references: np.ndarray) -> float:
+    """Macro-averaged F1; the f1 module's formula, called directly (fast enough for bootstrap loops).
+
+    >>> round(macro_f1_score([0, 1, 2, 2], [0, 1, 1, 2]), 4)
+    0.7778
+    """
+    return precision_recall_f1(predictions, references, average="macro")["f1"]
+
+
+# -------------------------------------------------------------- bootstrap intervals
 
 
 def bootstrap_interval(
@@ -85,12 +111,12 @@ def bootstrap_interval(
     Returns ``(value on the full set, lower, upper)``.
     """
     predictions, references = np.asarray(predictions), np.asarray(references)
-    rng = np.random.default_rng(seed)
-    indices = rng.integers(0, len(references), size=(num_resamples, len(references)))
-    values = np.array([metric(predictions[i], references[i]) for i in indices])
-    tail = (1 - confidence) / 2 * 100
-    lower, upper = np.percentile(values, [tail, 100 - tail])
-    return float(metric(predictions, references)), float(lower), float(upper)
+    if len(predictions) != len(references):
+        raise ValueError(f"Got {len(predictions)} predictions for {len(references)} references: give one per example.")
+    lower, upper = _percentile_bootstrap(
+        lambda rows: metric(predictions[rows], references[rows]), len(references), num_resamples, confidence, seed
+    )
+    return float(metric(predictions, references)), lower, upper
 
 
 def paired_bootstrap_difference(
@@ -117,36 +143,169 @@ def paired_bootstrap_difference(
             f"Both systems must be scored on the same examples: got {len(predictions_a)} and "
             f"{len(predictions_b)} predictions for {len(references)} references."
         )
+
+    def difference(rows: np.ndarray | slice) -> float:
+        return metric(predictions_a[rows], references[rows]) - metric(predictions_b[rows], references[rows])
+
+    lower, upper = _percentile_bootstrap(difference, len(references), num_resamples, confidence, seed)
+    return float(difference(slice(None))), lower, upper
+
+
+def _percentile_bootstrap(
+    statistic: Callable[[np.ndarray], float], size: int, num_resamples: int, confidence: float, seed: int
+) -> tuple[float, float]:
+    """The middle ``confidence`` share of ``statistic(rows)`` over ``num_resamples`` resamples,
+    each ``size`` example indices drawn with replacement."""
+    if size == 0:
+        raise ValueError("There are no examples to resample.")
+    if num_resamples < 1:
+        raise ValueError(f"num_resamples must be at least 1, not {num_resamples}.")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence is a share between 0 and 1 (e.g. 0.95), not {confidence}.")
     rng = np.random.default_rng(seed)
-    indices = rng.integers(0, len(references), size=(num_resamples, len(references)))
-    values = np.array([metric(predictions_a[i], references[i]) - metric(predictions_b[i], references[i]) for i in indices])
+    resamples = rng.integers(0, size, size=(num_resamples, size))
+    values = np.array([statistic(rows) for rows in resamples])
     tail = (1 - confidence) / 2 * 100
     lower, upper = np.percentile(values, [tail, 100 - tail])
-    difference = metric(predictions_a, references) - metric(predictions_b, references)
-    return float(difference), float(lower), float(upper)
+    return float(lower), float(upper)
 
 
-def accuracy_score(predictions: np.ndarray, references: np.ndarray) -> float:
-    """Fraction correct; a fast NumPy version for bootstrap loops."""
-    return float(np.mean(np.asarray(predictions) == np.asarray(references)))
+# ---------------------------------------------------------------------- calibration
+# A classifier is calibrated when, of the predictions it makes with confidence p, a share p
+# is right. Guo, Pleiss, Sun & Weinberger (2017), "On Calibration of Modern Neural Networks"
+# (ICML), measure it with reliability diagrams and the expected calibration error over
+# equal-width confidence bins, and fix it with temperature scaling: one scalar T divides
+# the logits, chosen to minimise the negative log-likelihood on validation data.
 
 
-def macro_f1_score(predictions: np.ndarray, references: np.ndarray) -> float:
-    """Macro-averaged F1; a fast NumPy version for bootstrap loops (same result as the f1 module)."""
-    predictions, references = np.asarray(predictions), np.asarray(references)
-    classes = np.union1d(predictions, references)
-    scores = []
-    for c in classes:
-        true_pos = np.sum((predictions == c) & (references == c))
-        denominator = np.sum(predictions == c) + np.sum(references == c)
-        scores.append(2 * true_pos / denominator if denominator else 0.0)
-    return float(np.mean(scores))
+@dataclass(frozen=True)
+class ReliabilityBins:
+    """Predictions grouped by confidence into equal-width bins, for a reliability diagram.
+
+    ``edges`` has ``num_bins + 1`` boundaries from 0 to 1; bin m holds the predictions with
+    confidence in (edges[m], edges[m + 1]]. ``confidence`` is each bin's mean top-class
+    probability, ``accuracy`` its share of correct predictions (both NaN for an empty bin),
+    ``count`` its number of predictions.
+    """
+
+    edges: np.ndarray
+    confidence: np.ndarray
+    accuracy: np.ndarray
+    count: np.ndarray
+
+
+def reliability_bins(probabilities: np.ndarray, labels: Sequence[int], num_bins: int = 10) -> ReliabilityBins:
+    """Group predictions by confidence (the top class's probability) into ``num_bins``
+    equal-width bins and measure each bin's mean confidence and accuracy (Guo et al. 2017).
+
+    ``probabilities`` has one row per example and one column per class (a softmax of the
+    logits); the prediction is the most probable class.
+
+    >>> bins = reliability_bins(np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]]), [0, 1, 1], num_bins=5)
+    >>> bins.count.tolist(), bins.confidence[-2:].tolist(), bins.accuracy[-2:].tolist()
+    ([0, 0, 0, 2, 1], [0.75, 0.9], [0.5, 1.0])
+    """
+    probabilities, labels = _checked_probabilities(probabilities, labels)
+    if num_bins < 1:
+        raise ValueError(f"num_bins must be at least 1, not {num_bins}.")
+    confidence = probabilities.max(axis=1)
+    correct = (probabilities.argmax(axis=1) == labels).astype(float)
+    edges = np.linspace(0.0, 1.0, num_bins + 1)
+    # bin m is (edges[m], edges[m + 1]]; a confidence of exactly 0 cannot occur (it is at least 1/classes)
+    index = np.clip(np.digitize(confidence, edges, right=True) - 1, 0, num_bins - 1)
+    count = np.bincount(index, minlength=num_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.bincount(index, weights=confidence, minlength=num_bins) / count
+        bin_accuracy = np.bincount(index, weights=correct, minlength=num_bins) / count
+    return ReliabilityBins(edges=edges, confidence=mean_confidence, accuracy=bin_accuracy, count=count)
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: Sequence[int], num_bins: int = 10) -> float:
+    """Expected calibration error: the gap |accuracy - confidence| of each equal-width
+    confidence bin, weighted by the bin's share of the examples (Guo et al. 2017).
+
+    0 means perfectly calibrated on these bins; the result depends on ``num_bins``, so
+    compare ECEs computed with the same number.
+
+    Two predictions in the bin (0.6, 0.8] average confidence 0.75 and one is right (gap 0.25);
+    one in (0.8, 1] has confidence 0.9 and is right (gap 0.1): 2/3 * 0.25 + 1/3 * 0.1 = 0.2.
+
+    >>> probabilities = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]])
+    >>> round(expected_calibration_error(probabilities, [0, 1, 1], num_bins=5), 4)
+    0.2
+    """
+    bins = reliability_bins(probabilities, labels, num_bins)
+    filled = bins.count > 0
+    gaps = np.abs(bins.accuracy[filled] - bins.confidence[filled])
+    return float(np.sum(bins.count[filled] / bins.count.sum() * gaps))
+
+
+def fit_temperature(logits: np.ndarray, labels: Sequence[int]) -> float:
+    """Temperature scaling (Guo et al. 2017): the one T > 0 that minimises the mean negative
+    log-likelihood of ``softmax(logits / T)`` on held-out (validation) data.
+
+    T > 1 softens overconfident predictions, T < 1 sharpens underconfident ones; the
+    predicted classes, hence accuracy, do not change. Fit T on validation logits, then
+    apply it to test logits: ``scipy.special.softmax(test_logits / T, axis=1)``. The search
+    is a bounded one-dimensional minimisation over log T in [log 0.01, log 100]
+    (``scipy.optimize.minimize_scalar``), so the same logits always give the same T.
+
+    Three of these four confident predictions are right; the fitted T brings their
+    confidence down to 3/4 (T = 2 / ln 3):
+
+    >>> logits = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0], [0.0, 2.0]])
+    >>> round(fit_temperature(logits, [0, 1, 0, 0]), 3)
+    1.82
+    """
+    from scipy.optimize import minimize_scalar
+    from scipy.special import logsumexp
+
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim != 2 or logits.shape[1] < 2:
+        raise ValueError(f"logits must have one row per example and a column per class, not shape {logits.shape}.")
+    labels = _checked_labels(labels, len(logits), logits.shape[1])
+    if not np.isfinite(logits).all():
+        raise ValueError("logits contain NaN or infinite values; check the model's outputs.")
+    true_class = logits[np.arange(len(labels)), labels]
+
+    def mean_nll(log_temperature: float) -> float:
+        temperature = np.exp(log_temperature)
+        return float(np.mean(logsumexp(logits / temperature, axis=1) - true_class / temperature))
+
+    result = minimize_scalar(mean_nll, bounds=(np.log(0.01), np.log(100.0)), method="bounded", options={"xatol": 1e-6})
+    return float(np.exp(result.x))
+
+
+def _checked_labels(labels: Sequence[int], num_examples: int, num_classes: int) -> np.ndarray:
+    """Labels as an integer array with one class id in [0, num_classes) per example."""
+    labels = np.asarray(labels)
+    if labels.shape != (num_examples,):
+        raise ValueError(f"Give one label per example: got labels of shape {labels.shape} for {num_examples} examples.")
+    if num_examples == 0:
+        raise ValueError("There are no examples.")
+    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"Labels must be class ids from 0 to {num_classes - 1}.")
+    return labels
+
+
+def _checked_probabilities(probabilities: np.ndarray, labels: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities (one row per example, summing to 1) and their labels, checked."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.ndim != 2 or probabilities.shape[1] < 2:
+        raise ValueError(
+            f"probabilities must have one row per example and a column per class, not shape {probabilities.shape}."
+        )
+    if not np.all(probabilities >= 0) or not np.allclose(probabilities.sum(axis=1), 1, atol=1e-3):
+        raise ValueError(
+            "probabilities must be in [0, 1] with each row summing to 1; for logits, take "
+            "scipy.special.softmax(logits, axis=1) first."
+        )
+    return probabilities, _checked_labels(labels, len(probabilities), probabilities.shape[1])
 
 
 # -------------------------------------------------------------- prompting baselines
 
 
-@torch.no_grad()
 def score_label_words(
     model: torch.nn.Module,
     tokenizer,
@@ -159,54 +318,21 @@ def score_label_words(
     """Prompt a causal LM to classify texts by its next-token scores for each label word.
 
     Each text becomes ``prompt_prefix + template.format(text=...)`` (the two parts are
-    tokenized separately, then joined) and the model's
+    tokenized separately, without special tokens, then joined) and the model's
     next-token log-probabilities for the first token of each label word (e.g.
     " negative", " positive") are returned, shape (len(texts), len(label_words)).
-    The shared prefix (instructions and few-shot examples) is run once and its
-    key/value cache reused for every batch, which makes few-shot prompting far
-    cheaper; texts are processed shortest first to waste little on padding.
+    The scoring is ``utils.language_modeling.next_token_logprobs``: the shared prefix
+    (instructions and few-shot examples) is run once and its key/value cache reused for
+    every batch, which makes few-shot prompting far cheaper, and texts are processed
+    shortest first to waste little on padding. For prompts that are already token ids
+    (e.g. rendered with a chat template by ``chat_prompt_ids``), call
+    ``next_token_logprobs(model, prompts, first_token_ids(tokenizer, label_words), ...)``.
     """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    word_ids = [tokenizer(word, add_special_tokens=False)["input_ids"][0] for word in label_words]
-    if len(set(word_ids)) != len(word_ids):
-        raise ValueError(f"The label words {list(label_words)} start with the same token; choose distinct words.")
-    prefix_ids = tokenizer(prompt_prefix, add_special_tokens=False, return_tensors="pt")["input_ids"].to(device)
-    body, head = model.base_model, model.get_output_embeddings()  # transformer layers, then the LM head
-    prefix_cache = body(input_ids=prefix_ids, use_cache=True).cache if prefix_ids.shape[1] else None
-    encoded = [tokenizer(template.format(text=t), add_special_tokens=False)["input_ids"] for t in texts]
-    order = np.argsort([len(ids) for ids in encoded], kind="stable")
-    scores = np.zeros((len(texts), len(label_words)), dtype=np.float32)
+    word_ids = first_token_ids(tokenizer, label_words)
+    prefix_ids = tokenizer(prompt_prefix, add_special_tokens=False)["input_ids"]
+    prompts = [prefix_ids + tokenizer(template.format(text=t), add_special_tokens=False)["input_ids"] for t in texts]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    for start in range(0, len(texts), batch_size):
-        chosen = order[start : start + batch_size]
-        longest = max(len(encoded[i]) for i in chosen)
-        input_ids = torch.full((len(chosen), longest), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(chosen), longest), dtype=torch.long)
-        for row, i in enumerate(chosen):  # right padding: the prefix stays contiguous
-            input_ids[row, : len(encoded[i])] = torch.tensor(encoded[i])
-            mask[row, : len(encoded[i])] = 1
-        input_ids, mask = input_ids.to(device), mask.to(device)
-        kwargs = {}
-        if prefix_cache is not None:
-            cache = _copy_cache(prefix_cache)
-            cache.batch_repeat_interleave(len(chosen))
-            mask = torch.cat([torch.ones((len(chosen), prefix_ids.shape[1]), dtype=torch.long, device=device), mask], 1)
-            kwargs["cache"] = cache
-        hidden = body(input_ids=input_ids, attention_mask=mask, use_cache=prefix_cache is not None, **kwargs).last_hidden_state
-        last = (mask.sum(1) - 1 - (prefix_ids.shape[1] if prefix_cache is not None else 0)).clamp(min=0)
-        logits = head(hidden[torch.arange(len(chosen), device=device), last]).float()
-        scores[chosen] = torch.log_softmax(logits, dim=-1)[:, word_ids].cpu().numpy()
-    model.train(was_training)
-    return scores
-
-
-def _copy_cache(cache):
-    """A deep copy of a key/value cache, so the prefix cache survives each batch."""
-    import copy
-
-    return copy.deepcopy(cache)
+    return next_token_logprobs(model, prompts, word_ids, pad_token_id=pad_id, batch_size=batch_size)
 
 
 # ------------------------------------------------------------- reporting many runs

@@ -9,6 +9,7 @@ to produce).
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from utils.data import shuffled_loader
+from utils.models import eval_mode
 from utils.training import move_to_device
 
 IGNORE_INDEX = -100  # the label value PyTorch's cross-entropy skips
@@ -141,22 +143,23 @@ def mean_token_loss(model: torch.nn.Module, loader: torch.utils.data.DataLoader)
     """Mean next-token loss over every labelled token in ``loader``, and the token count.
 
     Each batch's loss is weighted by its number of predicted tokens, so batches with
-    more padding or masked tokens do not count more than they should.
+    more padding or masked tokens do not count more than they should. The model runs in
+    eval mode (dropout off); its previous mode is restored afterwards.
     """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
     total_loss, total_tokens = 0.0, 0
-    for batch in loader:
-        batch = move_to_device(batch, device)
-        labels = batch["labels"]
-        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()
-        # position t predicts token t+1: drop the last logit and the first label
-        shift_logits, shift_labels = logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1)
-        loss = torch.nn.functional.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE_INDEX, reduction="sum")
-        total_loss += float(loss)
-        total_tokens += int((shift_labels != IGNORE_INDEX).sum())
-    model.train(was_training)
+    with eval_mode(model):
+        device = next(model.parameters()).device
+        for batch in loader:
+            batch = move_to_device(batch, device)
+            labels = batch["labels"]
+            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()
+            # position t predicts token t+1: drop the last logit and the first label
+            shift_logits, shift_labels = logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1)
+            loss = torch.nn.functional.cross_entropy(
+                shift_logits, shift_labels, ignore_index=IGNORE_INDEX, reduction="sum"
+            )
+            total_loss += float(loss)
+            total_tokens += int((shift_labels != IGNORE_INDEX).sum())
     if total_tokens == 0:
         raise ValueError("the loader has no labelled tokens (all labels are -100)")
     return total_loss / total_tokens, total_tokens
@@ -188,20 +191,19 @@ def generate_token_ids(
     Prompts are run one at a time (no padding), so a prompt's result does not depend on
     the others. A prompt may be chat-formatted text (its special tokens are recognised);
     pass ``add_special_tokens=False`` then if the tokenizer would add a BOS token of its own.
+    The model runs in eval mode; its previous mode is restored afterwards.
     """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
+    options = {"do_sample": do_sample, "max_new_tokens": max_new_tokens, "pad_token_id": tokenizer.pad_token_id}
+    if do_sample:
+        options |= {"temperature": temperature, "top_p": top_p}
     continuations = []
-    for prompt in prompts:
-        torch.manual_seed(seed)
-        encoded = tokenizer(prompt, return_tensors="pt", add_special_tokens=add_special_tokens).to(device)
-        options = {"do_sample": do_sample, "max_new_tokens": max_new_tokens, "pad_token_id": tokenizer.pad_token_id}
-        if do_sample:
-            options |= {"temperature": temperature, "top_p": top_p}
-        output = model.generate(**encoded, **options)
-        continuations.append(output[0, encoded["input_ids"].shape[1] :].tolist())
-    model.train(was_training)
+    with eval_mode(model):
+        device = next(model.parameters()).device
+        for prompt in prompts:
+            torch.manual_seed(seed)
+            encoded = tokenizer(prompt, return_tensors="pt", add_special_tokens=add_special_tokens).to(device)
+            output = model.generate(**encoded, **options)
+            continuations.append(output[0, encoded["input_ids"].shape[1] :].tolist())
     return continuations
 
 
@@ -224,6 +226,30 @@ def generate_text(
     return [tokenizer.decode(ids, skip_special_tokens=True) for ids in continuations]
 
 
+# ------------------------------------------------ scoring answers by the next token
+
+
+def first_token_ids(tokenizer, words: Sequence[str]) -> list[int]:
+    """The id of the first token of each word: the token whose next-token log-probability
+    scores that answer (see ``next_token_logprobs``).
+
+    Mind the leading space: after "Sentiment:" the answer is " positive", after a chat
+    template's assistant header (which ends in a newline) usually "positive"; they are
+    different tokens.
+
+    Raises ValueError if a word has no tokens or two words start with the same token
+    (their scores would be the same number).
+    """
+    ids = [tokenizer(word, add_special_tokens=False)["input_ids"] for word in words]
+    empty = [word for word, word_ids in zip(words, ids) if not word_ids]
+    if empty:
+        raise ValueError(f"The words {empty} have no tokens; give each answer as non-empty text.")
+    firsts = [word_ids[0] for word_ids in ids]
+    if len(set(firsts)) != len(firsts):
+        raise ValueError(f"The label words {list(words)} start with the same token; choose distinct words.")
+    return firsts
+
+
 @torch.no_grad()
 def next_token_logprobs(
     model: torch.nn.Module,
@@ -234,40 +260,96 @@ def next_token_logprobs(
 ) -> np.ndarray:
     """Log-probabilities of ``candidate_ids`` as the next token after each tokenized prompt.
 
-    Returns an array of shape (len(prompts), len(candidate_ids)). Scoring the first token
-    of each possible answer (e.g. "positive" and "negative") classifies with one forward
-    pass per prompt, without generating and parsing text. The log-probabilities are over
-    the whole vocabulary, so ``exp(...).sum(1)`` is the probability that the model starts
-    its answer with one of the candidates at all.
+    Returns an array of shape (len(prompts), len(candidate_ids)), rows in the order of
+    ``prompts``. Scoring the first token of each possible answer (e.g. "positive" and
+    "negative", see ``first_token_ids``) classifies with one forward pass per prompt,
+    without generating and parsing text. The log-probabilities are over the whole
+    vocabulary, so ``exp(...).sum(1)`` is the probability that the model starts its answer
+    with one of the candidates at all.
 
-    Prompts are left-padded in batches, with position ids counted from each prompt's first
-    real token, so a prompt gets the same scores alone or in a batch (up to rounding).
-    Batches are formed in order of prompt length, so they need little padding; the rows of
-    the result stay in the order of ``prompts``.
+    Prompts are token ids: text tokenized with ``add_special_tokens=False``, or a chat
+    rendered with ``chat_prompt_ids`` (``apply_chat_template``);
+    ``utils.evaluation.score_label_words`` does the tokenizing for text prompts. The
+    tokens that every prompt starts with (instructions, few-shot examples, a chat
+    template's system turn) are run through the model once and their key/value cache
+    reused for every batch. The rest of
+    each prompt is left-padded with ``pad_token_id``, with position ids counted on from the
+    shared part, so a prompt gets the same scores alone or in a batch (up to float
+    rounding). Batches are formed in order of prompt length, so they need little padding.
+    The model runs in eval mode; its previous mode is restored afterwards.
     """
-    if not prompts:
+    if len(prompts) == 0:
         raise ValueError("give at least one prompt")
     if any(len(prompt) == 0 for prompt in prompts):
         raise ValueError("every prompt needs at least one token")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    candidates = torch.tensor(list(candidate_ids), device=device)
-    scores = np.zeros((len(prompts), len(candidate_ids)), dtype=np.float32)
+    candidates = list(candidate_ids)
+    shared = shared_prefix_length(prompts)
+    scores = np.zeros((len(prompts), len(candidates)), dtype=np.float32)
     by_length = sorted(range(len(prompts)), key=lambda index: len(prompts[index]))
-    for start in range(0, len(prompts), batch_size):
-        rows = by_length[start : start + batch_size]
-        chunk = [prompts[index] for index in rows]
-        longest = max(len(prompt) for prompt in chunk)
-        input_ids = torch.full((len(chunk), longest), pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), longest), dtype=torch.long)
-        for row, prompt in enumerate(chunk):  # left padding: every prompt ends at the last position
-            input_ids[row, longest - len(prompt) :] = torch.tensor(list(prompt))
-            mask[row, longest - len(prompt) :] = 1
-        positions = (mask.cumsum(1) - 1).clamp(min=0)
-        input_ids, mask, positions = input_ids.to(device), mask.to(device), positions.to(device)
-        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, logits_to_keep=1).logits
-        logprobs = torch.log_softmax(logits[:, -1].float(), dim=-1)
-        scores[rows] = logprobs[:, candidates].cpu().numpy()
-    model.train(was_training)
+    with eval_mode(model):
+        device = next(model.parameters()).device
+        prefix_cache = _prefix_cache(model, prompts[0][:shared], device)
+        if prefix_cache is None:  # no shared tokens, or a model that keeps no cache
+            shared = 0
+        for start in range(0, len(prompts), batch_size):
+            rows = by_length[start : start + batch_size]
+            rests = [prompts[index][shared:] for index in rows]
+            logprobs = _last_position_logprobs(model, rests, prefix_cache, shared, pad_token_id, device)
+            scores[rows] = logprobs[:, candidates].cpu().numpy()
     return scores
+
+
+def shared_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens all prompts have in common, leaving each at least one of its own.
+
+    >>> shared_prefix_length([[5, 6, 7, 8], [5, 6, 9], [5, 6, 7]])
+    2
+    >>> shared_prefix_length([[5, 6, 7]])  # one prompt: all but the token that gets scored
+    2
+    """
+    limit = min(len(prompt) for prompt in prompts) - 1
+    if limit <= 0:
+        return 0
+    heads = np.array([list(prompt[:limit]) for prompt in prompts])
+    differs = np.flatnonzero((heads != heads[0]).any(axis=0))
+    return int(differs[0]) if len(differs) else limit
+
+
+def _prefix_cache(model: torch.nn.Module, prefix: Sequence[int], device: torch.device):
+    """The key/value cache of the shared prefix (batch of one); None for no prefix, or if
+    the model returns no cache."""
+    if len(prefix) == 0:
+        return None
+    input_ids = torch.tensor([list(prefix)], dtype=torch.long, device=device)
+    return getattr(model(input_ids=input_ids, use_cache=True, logits_to_keep=1), "cache", None)
+
+
+def _last_position_logprobs(
+    model: torch.nn.Module,
+    rests: Sequence[Sequence[int]],
+    prefix_cache,
+    prefix_length: int,
+    pad_token_id: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """Next-token log-probabilities (float32, batch x vocabulary) after each prefix + rest.
+
+    The rests are left-padded, so that every prompt ends at the last position; the mask
+    hides the padding between the cached prefix and each rest.
+    """
+    longest = max(len(rest) for rest in rests)
+    input_ids = torch.full((len(rests), longest), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(rests), longest), dtype=torch.long)
+    for row, rest in enumerate(rests):
+        input_ids[row, longest - len(rest) :] = torch.tensor(list(rest))
+        mask[row, longest - len(rest) :] = 1
+    positions = prefix_length + (mask.cumsum(1) - 1).clamp(min=0)
+    options = {"use_cache": False}
+    if prefix_cache is not None:
+        cache = copy.deepcopy(prefix_cache)  # each batch extends its own copy
+        cache.batch_repeat_interleave(len(rests))
+        mask = torch.cat([torch.ones((len(rests), prefix_length), dtype=torch.long), mask], dim=1)
+        options = {"use_cache": True, "cache": cache}
+    input_ids, mask, positions = input_ids.to(device), mask.to(device), positions.to(device)
+    logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, logits_to_keep=1, **options).logits
+    return torch.log_softmax(logits[:, -1].float(), dim=-1)

@@ -1,14 +1,20 @@
 """The figures the notebooks draw more than once: losses, learning curves, learning rates,
-confusion matrices. Each function draws on a matplotlib Axes and returns it."""
+confusion matrices, reliability diagrams. Each function draws on a matplotlib Axes and returns it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from utils.training import TrainingHistory
+
+if TYPE_CHECKING:
+    from utils.evaluation import ReliabilityBins
+
+PERFECT_CALIBRATION_LABEL = "perfectly calibrated"
 
 
 def moving_average(values: Sequence[float], window: int) -> np.ndarray:
@@ -119,4 +125,26 @@ def plot_confusion_matrix(
     ax.set_yticks(range(size), labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
+    return ax
+
+
+def plot_reliability_diagram(ax: plt.Axes | None, bins: ReliabilityBins, label: str = "") -> plt.Axes:
+    """A reliability diagram (Guo et al. 2017): accuracy against mean confidence in each
+    confidence bin (``utils.evaluation.reliability_bins``), with the diagonal a perfectly
+    calibrated model would follow.
+
+    Points below the diagonal are overconfident, above it underconfident. Empty bins are
+    left out. Call it again on the same Axes to compare models (e.g. before and after
+    temperature scaling); the diagonal is drawn once.
+    """
+    ax = ax or plt.gca()
+    if PERFECT_CALIBRATION_LABEL not in [line.get_label() for line in ax.lines]:
+        ax.plot([0, 1], [0, 1], "--", color="gray", linewidth=1, label=PERFECT_CALIBRATION_LABEL)
+    filled = np.asarray(bins.count) > 0
+    ax.plot(np.asarray(bins.confidence)[filled], np.asarray(bins.accuracy)[filled], "o-", label=label or "model")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("mean confidence in bin")
+    ax.set_ylabel("accuracy in bin")
+    ax.legend()
     return ax

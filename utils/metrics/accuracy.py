@@ -4,11 +4,10 @@ A local `evaluate` metric module, so that it loads without the Hugging Face Hub:
 ``evaluate.load("utils/metrics/accuracy.py")`` (or ``utils.evaluation.load_metric("accuracy")``).
 """
 
-import datasets
 import evaluate
-import numpy as np
 
-_DESCRIPTION = "Accuracy = (number of correct predictions) / (number of predictions)."
+from ._classification import accuracy, label_features
+
 _KWARGS_DESCRIPTION = """
 Args:
     predictions (list of int): predicted class ids.
@@ -27,16 +26,11 @@ Example:
 class Accuracy(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
-            description=_DESCRIPTION,
+            description="Accuracy = (number of correct predictions) / (number of predictions).",
             citation="",
             inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int32"), "references": datasets.Value("int32")}
-            ),
+            features=label_features(),
         )
 
     def _compute(self, predictions, references, normalize=True, sample_weight=None):
-        correct = (np.asarray(predictions) == np.asarray(references)).astype(float)
-        weights = np.ones_like(correct) if sample_weight is None else np.asarray(sample_weight, dtype=float)
-        total = float((correct * weights).sum())
-        return {"accuracy": total / float(weights.sum()) if normalize else total}
+        return {"accuracy": accuracy(predictions, references, normalize, sample_weight)}

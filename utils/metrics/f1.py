@@ -4,41 +4,9 @@ A local `evaluate` metric module, so that it loads without the Hugging Face Hub:
 ``evaluate.load("utils/metrics/f1.py")`` (or ``utils.evaluation.load_metric("f1")``).
 """
 
-import datasets
 import evaluate
-import numpy as np
 
-_KWARGS_DESCRIPTION = """
-Args:
-    predictions (list of int): predicted class ids.
-    references (list of int): true class ids.
-    average (str): "binary" (the class pos_label only), "macro" (unweighted mean over
-        classes), "weighted" (mean weighted by each class's number of references) or
-        "micro" (from the summed counts of all classes).
-    pos_label (int): the positive class when average="binary".
-    labels (list of int): the classes to average over; by default every class seen.
-Returns:
-    f1 (float): in [0, 1]; a class with no predicted or reference example counts as 0.
-Example:
-    >>> metric = evaluate.load("utils/metrics/f1.py")
-    >>> metric.compute(predictions=[0, 1, 1, 1], references=[0, 1, 0, 1])
-    {'f1': 0.8}
-"""
-
-
-def _per_class_counts(predictions, references, labels):
-    """True positives, predicted positives and actual positives for each class."""
-    predictions, references = np.asarray(predictions), np.asarray(references)
-    true_pos = np.array([np.sum((predictions == c) & (references == c)) for c in labels], dtype=float)
-    predicted = np.array([np.sum(predictions == c) for c in labels], dtype=float)
-    actual = np.array([np.sum(references == c) for c in labels], dtype=float)
-    return true_pos, predicted, actual
-
-
-def _ratio(numerator, denominator):
-    """numerator / denominator, with 0 where the denominator is 0."""
-    numerator, denominator = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
-    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
+from ._classification import label_features, precision_recall_f1, scores_description
 
 
 class F1(evaluate.Metric):
@@ -46,23 +14,11 @@ class F1(evaluate.Metric):
         return evaluate.MetricInfo(
             description="F1 = 2 * precision * recall / (precision + recall) = 2 TP / (2 TP + FP + FN).",
             citation="",
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int32"), "references": datasets.Value("int32")}
+            inputs_description=scores_description(
+                "f1", "a class with no predicted or reference example", "{'f1': 0.8}"
             ),
+            features=label_features(),
         )
 
     def _compute(self, predictions, references, average="binary", pos_label=1, labels=None):
-        if average not in {"binary", "macro", "weighted", "micro"}:
-            raise ValueError(f"average must be binary, macro, weighted or micro, not {average!r}")
-        if average == "binary":
-            labels = [pos_label]
-        elif labels is None:
-            labels = sorted(set(np.asarray(references).tolist()) | set(np.asarray(predictions).tolist()))
-        true_pos, predicted, actual = _per_class_counts(predictions, references, labels)
-        if average == "micro":
-            true_pos, predicted, actual = true_pos.sum(), predicted.sum(), actual.sum()
-        score = _ratio(2 * true_pos, predicted + actual)
-        if average == "weighted":
-            return {"f1": float(np.average(score, weights=actual)) if actual.sum() else 0.0}
-        return {"f1": float(np.mean(score))}
+        return {"f1": precision_recall_f1(predictions, references, average, pos_label, labels)["f1"]}
