@@ -71,3 +71,32 @@ def test_count_trainable_parameters():
     total = count_parameters(model)
     model.bert.embeddings.requires_grad_(False)
     assert count_parameters(model, trainable_only=True) < total
+
+
+def test_the_mean_pooling_head_reads_the_average_of_the_real_tokens(minilm_tokenizer, tmp_path):
+    torch.manual_seed(0)
+    model = load_classifier("minilm", pooling="mean", num_hidden_layers=2).eval()
+    assert isinstance(model, models.MeanPoolingClassifier) and model.bert.pooler is None
+    batch = minilm_tokenizer(["A gorgeous, moving film.", "Dull."], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**batch).logits
+        hidden = model.bert(**batch).last_hidden_state
+    short = batch["attention_mask"][1].sum()
+    by_hand = model.classifier(hidden[1, :short].mean(dim=0))  # padding left out
+    assert torch.allclose(logits[1], by_hand, atol=1e-5)
+
+
+def test_a_saved_mean_pooling_model_reloads_with_its_own_head(minilm_tokenizer, tmp_path):
+    torch.manual_seed(0)
+    model = load_classifier("minilm", pooling="mean", num_hidden_layers=2).eval()
+    model.save_pretrained(tmp_path)
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert type(reloaded) is models.MeanPoolingClassifier
+    batch = minilm_tokenizer(["Fine."], return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, reloaded(**batch).logits)
+
+
+def test_an_unknown_pooling_is_refused():
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        load_classifier("minilm", pooling="max")

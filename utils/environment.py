@@ -242,7 +242,7 @@ class MemoryTracker:
     so short spikes can be missed and the figure is an estimate.
 
     >>> with MemoryTracker("cpu") as tracker:
-    ...     big = torch.zeros(1024, 1024, 64)
+    ...     block = torch.ones(1024, 1024, 64)  # 256 MiB, written, so resident
     >>> tracker.peak_increase_mb > 200
     True
     """

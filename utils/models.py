@@ -17,12 +17,17 @@ from pathlib import Path
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
+    BertConfig,
+    BertModel,
+    BertPreTrainedModel,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 from utils.assets import ASSETS, fetch
 from utils.data import SENTIMENT_LABELS
@@ -85,21 +90,31 @@ def load_tokenizer(name_or_path: str | os.PathLike = DEFAULT_ENCODER) -> PreTrai
     return _from_pretrained(AutoTokenizer, str(name_or_path), source)
 
 
+POOLINGS = ("cls", "mean")
+
+
 def load_classifier(
     name_or_path: str | os.PathLike = DEFAULT_ENCODER,
     labels: tuple[str, ...] | list[str] = SENTIMENT_LABELS,
     dtype: torch.dtype = torch.float32,
+    pooling: str = "cls",
     **kwargs,
 ) -> PreTrainedModel:
     """Load an encoder with a sequence-classification head for ``labels``.
 
-    For a pretrained encoder such as MiniLM the head is new (randomly initialised from
-    torch's current seed): seed first for a reproducible start. Extra keyword
+    ``pooling`` says what the head reads: ``"cls"`` (transformers' standard head: the
+    first token's vector through BERT's pooler layer) or ``"mean"`` (the average of all
+    real token vectors, the pooling all-MiniLM-L6-v2 was trained with; BERT-style encoders
+    only). For a pretrained encoder such as MiniLM the head is new (randomly initialised
+    from torch's current seed): seed first for a reproducible start. Extra keyword
     arguments go to ``from_pretrained`` (e.g. ``hidden_dropout_prob=0.2``).
     """
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
     source = resolve_model_source(name_or_path)
+    loader = AutoModelForSequenceClassification if pooling == "cls" else MeanPoolingClassifier
     return _from_pretrained(
-        AutoModelForSequenceClassification,
+        loader,
         str(name_or_path),
         source,
         num_labels=len(labels),
@@ -108,6 +123,67 @@ def load_classifier(
         dtype=dtype,
         **kwargs,
     )
+
+
+def mean_pool(token_vectors: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The average of each sequence's token vectors over its real tokens (padding left out).
+
+    >>> vectors = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [9.0, 9.0]]])
+    >>> mean_pool(vectors, torch.tensor([[1, 1, 0]]))
+    tensor([[2., 3.]])
+    """
+    mask = attention_mask.unsqueeze(-1).to(token_vectors.dtype)
+    return (token_vectors * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+class MeanPoolingBertConfig(BertConfig):
+    """A BERT configuration whose classifier reads mean-pooled token vectors.
+
+    Its own ``model_type`` makes a saved model reload with the right head through
+    ``AutoModelForSequenceClassification`` (wherever ``utils.models`` is imported), and
+    fail with a clear error elsewhere, instead of silently loading the [CLS] head.
+    """
+
+    model_type = "bert-mean-pooling"
+
+
+class MeanPoolingClassifier(BertPreTrainedModel):
+    """A BERT encoder with a classification head on the mean of its token vectors.
+
+    Sentence-embedding models such as all-MiniLM-L6-v2 were trained with mean pooling
+    (Reimers & Gurevych 2019), so their mean token vector is meaningful from the start,
+    while their [CLS] vector and pooler layer were never trained for it.
+    """
+
+    config_class = MeanPoolingBertConfig
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config, add_pooling_layer=False)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = torch.nn.Dropout(dropout)
+        self.classifier = torch.nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+        logits = self.classifier(self.dropout(mean_pool(hidden, attention_mask)))
+        loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+AutoConfig.register(MeanPoolingBertConfig.model_type, MeanPoolingBertConfig)
+AutoModelForSequenceClassification.register(MeanPoolingBertConfig, MeanPoolingClassifier)
 
 
 def load_causal_lm(
