@@ -1,10 +1,12 @@
 """The sentiment splits, the Shakespeare corpus, and validation of learners' own files."""
 
+import json
 from pathlib import Path
 
+import datasets
 import numpy as np
-import torch
 import pytest
+import torch
 
 from utils import data
 from utils.data import DataValidationError, load_labelled_file, load_sentiment_dataset, load_shakespeare
@@ -171,30 +173,56 @@ def test_over_long_texts_are_counted():
     assert "over-long texts on line(s) 7; the longest has 17 tokens" in str(report)
 
 
-@pytest.mark.parametrize(
-    "filename, expected",
-    [
-        ("missing.csv", r"File not found: .*missing\.csv"),
-        ("empty.csv", r"empty.csv is empty"),
-        ("header_only.csv", r"header but no data rows"),
-        ("wrong_columns.csv", r"no column\(s\) 'text', 'label'; the columns are \['review', 'sentiment'\].*text_column='review'"),
-        ("semicolon.csv", r"the columns are \['text;label'\].*separate its columns with another character"),
-        ("empty_text.csv", r"column 'text' is empty on line\(s\) 3"),
-        ("unknown_labels.csv", r"unknown label\(s\) \['negativ', 'neutral'\] on line\(s\) 3, 4"),
-        ("single_class.csv", r"only one class \('positive'\).*at least two.*label_column='label'"),
-        ("label_spellings.csv", r"spells one label in different ways: 'Positive' / 'positive'"),
-        ("bad_quotes.csv", r"bad_quotes.csv, line 4: a double quote opened on this line seems never to be closed"),
-        ("bad_array.json", r"bad_array.json, item 2 of the array: expected a JSON object, got str"),
-        ("latin1.csv", r"line 3 is not valid UTF-8 \(byte 0xe9.*iconv"),
-        ("broken.jsonl", r"broken.jsonl, line 3: not valid JSON"),
-        ("ragged.csv", r"ragged.csv, line 2: 3 fields but the header has 2"),
-        ("notes.xlsx", r"unsupported file type '.xlsx'.*CSV"),
-    ],
-)
+# Every file here that cannot be used as it is, and what its message must say.
+BAD_FILES = [
+    ("missing.csv", r"File not found: .*missing\.csv"),
+    ("empty.csv", r"empty.csv is empty"),
+    ("header_only.csv", r"header but no data rows"),
+    ("wrong_columns.csv", r"no column\(s\) 'text', 'label'; the columns are \['review', 'sentiment'\].*text_column='review'"),
+    ("semicolon.csv", r"the columns are \['text;label'\].*separate its columns with another character"),
+    ("semicolon_commas.csv", r"the columns are \['text;label'\].*another character than ',' \(';' here\)"),
+    ("empty_text.csv", r"column 'text' is empty on line\(s\) 3"),
+    ("unknown_labels.csv", r"unknown label\(s\) \['negativ', 'neutral'\] on line\(s\) 3, 4"),
+    ("single_class.csv", r"only one class \('positive'\).*at least two.*label_column='label'"),
+    ("label_spellings.csv", r"spells one label in different ways: 'Positive' / 'positive' \(first on lines 4 / 2\)"),
+    ("number_spellings.csv", r"spells one label in different ways: '1' / '1.0' \(first on lines 2 / 4\).*same number"),
+    ("mixed_numbers.jsonl", r"spells one label in different ways: '1' / '1.0' \(first on lines 1 / 3\)"),
+    ("unicode_forms.csv", r"'ne\\u0301gatif' / 'n\\xe9gatif' \(first on lines 4 / 3\).*look the same but are different"),
+    ("zero_width.csv", r"'positive' / 'positive\\u200b' \(first on lines 2 / 4\).*zero-width space"),
+    ("missing_label.csv", r"holds 'N/A' on line\(s\) 4, which usually marks a missing label.*label_names"),
+    ("duplicate_header.csv", r"the header names the column 'text' 2 times \(columns 1, 3\)"),
+    ("duplicate_header.tsv", r"the header names the column 'label' 2 times \(columns 2, 3\)"),
+    ("duplicate_keys.jsonl", r"duplicate_keys.jsonl, line 2: the key 'label' appears twice in one object"),
+    ("bad_quotes.csv", r"bad_quotes.csv, line 4: a double quote opened on this line seems never to be closed"),
+    ("bad_array.json", r"bad_array.json, item 2 of the array: expected a JSON object, got a string"),
+    ("wrapped.json", r"holds one JSON object, not an array of examples: its key 'data' holds a list of 2 objects"),
+    ("column_lists.json", r"its keys 'text' and 'label' hold one list each"),
+    ("text_number.jsonl", r"column 'text' holds a number instead of a text on line\(s\) 2"),
+    ("latin1.csv", r"line 3 is not valid UTF-8 \(byte 0xe9 at offset 32\).*Latin-1 reads this file the same.*'é'.*iconv"),
+    ("cp1252.csv", r"line 3 is not valid UTF-8 \(byte 0x92.*Windows-1252 \(cp1252; not Latin-1.*'’'.*iconv -f CP1252"),
+    ("utf16.tsv", r"utf16.tsv is saved as UTF-16.*iconv -f UTF-16 -t UTF-8"),
+    ("workbook.csv", r"workbook.csv is a zip file \(an Excel workbook, for example\)"),
+    ("broken.jsonl", r"broken.jsonl, line 3: not valid JSON"),
+    ("ragged.csv", r"ragged.csv, line 2: 3 fields but the header has 2. Quote texts"),
+    ("ragged.tsv", r"ragged.tsv, line 2: 3 fields but the header has 2. A .tsv file cannot have tabs inside a text"),
+    ("notes.xlsx", r"unsupported file type '.xlsx'.*CSV.*\.csv, \.tsv, \.jsonl or \.json"),
+]
+
+
+@pytest.mark.parametrize("filename, expected", BAD_FILES)
 def test_bad_files_get_errors_that_say_what_to_fix(filename, expected):
     labels = ["negative", "positive"] if filename == "unknown_labels.csv" else None
     with pytest.raises(DataValidationError, match=expected):
         load_labelled_file(FILES / filename, label_names=labels)
+
+
+@pytest.mark.parametrize("filename", [name for name, _ in BAD_FILES])
+def test_every_error_names_the_file_and_hides_the_library_trace(filename):
+    with pytest.raises(DataValidationError) as raised:
+        load_labelled_file(FILES / filename, label_names=["negative", "positive"])
+    assert filename in str(raised.value), f"{filename}: the message must name the file"
+    error = raised.value
+    assert error.__cause__ is None and (error.__suppress_context__ or error.__context__ is None), "no library trace"
 
 
 def test_class_numbers_with_label_names_get_a_specific_hint():
@@ -202,18 +230,108 @@ def test_class_numbers_with_label_names_get_a_specific_hint():
         load_labelled_file(FILES / "valid.jsonl", label_names=["negative", "positive"])
 
 
+def test_labels_written_unlike_label_names_get_a_specific_hint():
+    with pytest.raises(DataValidationError, match=r"'negative' and 'Negative' differ only in how they are written"):
+        load_labelled_file(FILES / "valid.csv", label_names=["Negative", "Positive"])
+
+
+def test_a_missing_value_marker_is_a_class_when_label_names_say_so():
+    _, report = load_labelled_file(FILES / "missing_label.csv", label_names=["negative", "positive", "N/A"])
+    assert report.label_counts == {"negative": 1, "positive": 1, "N/A": 1}
+
+
 def test_other_column_names_are_used_when_given():
     dataset, _ = load_labelled_file(FILES / "wrong_columns.csv", text_column="review", label_column="sentiment")
     assert dataset.column_names == ["text", "label"] and dataset["text"] == ["Great", "Awful"]
 
 
-def test_every_error_names_the_file():
-    for path in sorted(FILES.iterdir()):
-        if path.name.startswith("valid"):
-            continue
-        with pytest.raises(DataValidationError) as raised:
-            load_labelled_file(path, label_names=["negative", "positive"])
-        assert path.name in str(raised.value), f"{path.name}: the message must name the file"
+def test_a_tsv_file_is_read_literally_and_quoted_cells_are_noted():
+    dataset, report = load_labelled_file(FILES / "valid_quotes.tsv")
+    assert dataset["text"] == ['"Great" movie', '"Awful"', "Fine"]
+    assert "cells wrapped in double quotes on line(s) 3 keep their quotes" in str(report)
+
+
+def test_json_lines_may_hold_unicode_line_separators_inside_strings():
+    dataset, report = load_labelled_file(FILES / "valid_separators.jsonl")
+    assert dataset["text"] == ["Great\u2028fun\x85and\u2029more", "Awful"]
+    assert report.rows_read == 2 and report.notes == []
+
+
+def test_json_lines_saved_as_json_load_like_json_lines():
+    dataset, _ = load_labelled_file(FILES / "valid_lines.json")
+    assert dataset["text"] == ["Great", "Awful"]
+
+
+def test_a_column_named_like_an_internal_one_is_an_ordinary_column():
+    dataset, _ = load_labelled_file(FILES / "valid_line_column.csv")
+    assert dataset["text"] == ["Great", "Awful"]
+    dataset, _ = load_labelled_file(FILES / "valid_line_column.csv", text_column="_line")
+    assert dataset["text"] == ["7", "8"]
+
+
+def test_spaces_around_texts_and_labels_are_removed_and_reported():
+    dataset, report = load_labelled_file(FILES / "valid_spaces.csv")
+    assert dataset["text"] == ["Great", "Awful", "Fine"] and report.label_counts == {"negative": 1, "positive": 2}
+    assert "spaces around the texts removed on line(s) 2" in str(report)
+    assert "spaces around the labels removed on line(s) 3" in str(report)
+
+
+def test_a_clean_file_gets_no_notes():
+    _, report = load_labelled_file(FILES / "valid_array.json")
+    assert report.notes == []
+
+
+def test_texts_longer_than_the_csv_modules_limit_are_read_whole(tmp_path):
+    import csv
+
+    long_text = "word " * 40_000 + "end"  # 200,003 characters, past csv's default field limit of 131,072
+    for suffix, separator in ((".csv", ","), (".tsv", "\t")):
+        path = tmp_path / f"long{suffix}"
+        path.write_text(f"text{separator}label\n{long_text}{separator}positive\nShort{separator}negative\n")
+        dataset, _ = load_labelled_file(path)
+        assert dataset["text"][0] == long_text
+    assert csv.field_size_limit() == 131_072, "the csv module's limit is restored"
+
+
+def test_a_folder_is_not_reported_as_a_missing_file(tmp_path):
+    with pytest.raises(DataValidationError, match=r"is a folder, not a file.*load_sentiment_dataset\(folder\)"):
+        load_labelled_file(tmp_path)
+
+
+def test_files_larger_than_the_limit_are_refused_before_reading():
+    with pytest.raises(DataValidationError, match=r"valid.csv is 0 MiB, more than max_file_mb=0.0001.*streaming=True"):
+        load_labelled_file(FILES / "valid.csv", max_file_mb=0.0001)
+
+
+def test_a_file_too_small_to_split_gets_the_counts_and_what_to_do():
+    with pytest.raises(DataValidationError) as raised:
+        load_sentiment_dataset(str(FILES / "tiny.csv"))
+    message = str(raised.value)
+    assert message.startswith("tiny.csv has 3 examples (negative=1, positive=2): too few to split by class")
+    assert "at least 10 examples" in message and "a folder with train, validation and test files" in message
+    assert raised.value.__suppress_context__
+
+
+def test_splitting_needs_a_class_label_column():
+    plain = datasets.Dataset.from_dict({"text": ["a", "b"], "label": [0, 1]})
+    with pytest.raises(DataValidationError, match=r"needs a 'label' column of class ids.*class_encode_column"):
+        data.stratified_splits(plain)
+
+
+def test_every_loader_reads_the_same_file_types(tmp_path):
+    rows = [{"text": f"review number {i}", "label": "positive" if i % 2 else "negative"} for i in range(40)]
+    (tmp_path / "reviews.JSON").write_text(json.dumps(rows))
+    assert [len(split) for split in load_sentiment_dataset(str(tmp_path)).values()] == [32, 4, 4]
+    with pytest.raises(DataValidationError, match="No such file or folder"):
+        load_sentiment_dataset("elsewhere/reviews.JSON")
+    assert data.LABELLED_FILE_SUFFIXES == (".csv", ".tsv", ".jsonl", ".json")
+
+
+def test_two_train_files_in_one_folder_are_refused(tmp_path):
+    (tmp_path / "train.csv").write_text("text,label\na,positive\nb,negative\n")
+    (tmp_path / "train.jsonl").write_text('{"text": "a", "label": "positive"}\n')
+    with pytest.raises(DataValidationError, match=r"holds two train files, train.csv and train.jsonl"):
+        load_sentiment_dataset(str(tmp_path))
 
 
 def test_tokenized_splits_have_model_inputs_only_and_loaders_pad_per_batch(splits):
