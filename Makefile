@@ -75,3 +75,15 @@ lock:
 
 clean:
 	rm -rf $(VENV)
+
+.PHONY: check handouts
+
+# The classroom and Colab readiness check: every notebook top to bottom with this machine's own
+# settings (its GPU and precision if it has one), one after another. Writes check-report/report.md
+# and report.png; fails only if a notebook raised an error.
+check: assets
+	$(BIN)/python -m utils.course_check --report-dir check-report
+
+# Student copies of the notebooks in handouts/: solution cells emptied, exercise outputs cleared.
+handouts: setup
+	$(BIN)/python -m utils.handouts --out handouts
