@@ -1,5 +1,6 @@
 """The training loop: it learns, accumulates, stops early, checkpoints and resumes exactly."""
 
+import json
 import math
 import signal
 import subprocess
@@ -12,12 +13,21 @@ import torch
 from tiny import tiny_classifier, tiny_loader
 from transformers import get_linear_schedule_with_warmup
 
+from utils import training
 from utils.evaluation import evaluate_classifier
 from utils.training import (
-    CHECKPOINT_FILE,
+    LATEST_FILE,
+    OLD_CHECKPOINT_FILE,
+    STATE_FILE,
+    TrainingConfig,
     TrainingDivergedError,
+    TrainingHistory,
     atomic_save,
+    check_step,
+    checkpoint_step,
+    fused_adamw_unavailable,
     load_checkpoint,
+    make_adamw,
     train,
     weight_decay_groups,
 )
@@ -31,6 +41,11 @@ def make_run(seed=0, lr=1e-2, total_steps=18):
     optimizer = torch.optim.AdamW(weight_decay_groups(model, 0.01), lr=lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, 3, total_steps)
     return model, loader, optimizer, scheduler
+
+
+def folder_bytes(folder):
+    """Every file under ``folder`` with its content, to show that nothing changed."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
 
 
 def same_weights(a, b):
@@ -83,7 +98,7 @@ def test_a_partial_accumulation_group_at_epoch_end_still_steps():
 
 
 def test_max_steps_cuts_training_short():
-    model, loader, optimizer, scheduler = make_run()
+    model, loader, optimizer, _ = make_run()
     history = train(model, loader, optimizer, num_epochs=3, max_steps=4, progress=False)
     assert len(history.steps) == 4
 
@@ -110,14 +125,14 @@ def test_early_stopping_restores_the_best_weights(tmp_path):
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
     model, loader, optimizer, scheduler = make_run()
     train(model, loader, optimizer, scheduler=scheduler, max_steps=4, checkpoint_dir=tmp_path, progress=False)
-    saved_before = (tmp_path / CHECKPOINT_FILE).read_bytes()
+    saved_before = folder_bytes(tmp_path)
     with torch.no_grad():
         model.classifier.weight.fill_(float("nan"))
     with pytest.raises(TrainingDivergedError) as raised:
         train(model, loader, optimizer, max_steps=4, checkpoint_dir=tmp_path, checkpoint_every=1, progress=False)
     message = str(raised.value)
     assert "loss became nan" in message and "step 4" in message and "lower learning rate" in message
-    assert (tmp_path / CHECKPOINT_FILE).read_bytes() == saved_before
+    assert folder_bytes(tmp_path) == saved_before
     assert raised.value.history.steps == []
 
 
@@ -162,14 +177,14 @@ def test_a_killed_training_process_resumes_to_identical_weights(tmp_path):
     deadline = time.time() + 120
     checkpoint = None
     while time.time() < deadline:  # wait until a checkpoint past step 4 exists, then kill
-        checkpoint = load_checkpoint(tmp_path / "run") if (tmp_path / "run" / CHECKPOINT_FILE).exists() else None
-        if checkpoint is not None and checkpoint["state"]["step"] >= 4:
+        checkpoint = checkpoint_step(tmp_path / "run") if (tmp_path / "run" / LATEST_FILE).exists() else None
+        if checkpoint is not None and checkpoint >= 4:
             break
         time.sleep(0.05)
     running.send_signal(signal.SIGKILL)
     running.wait()
     assert checkpoint is not None and not resumed.exists(), "the run should die mid-training"
-    killed_at = load_checkpoint(tmp_path / "run")["state"]["step"]
+    killed_at = checkpoint_step(tmp_path / "run")
     assert 4 <= killed_at < 18
     subprocess.run([python, RUN_SCRIPT, tmp_path / "run", resumed, "--resume"], check=True)
     a, b = torch.load(reference), torch.load(resumed)
@@ -197,3 +212,241 @@ def test_evaluation_time_is_counted_apart_from_training_time():
     history = train(model, loader, optimizer, max_steps=2, eval_fn=slow_eval, eval_every=1, progress=False)
     assert len(history.evaluations) == 2 and history.eval_seconds >= 0.4
     assert history.train_seconds < history.total_seconds - 0.4
+
+
+# ------------------------------------------------------------------ failing safe
+
+
+def warmup_to(peak, seed=0):
+    """The tiny run with a linear warmup to ``peak`` over 12 of its 18 steps."""
+    model = tiny_classifier(seed=seed)
+    loader = tiny_loader(count=48, batch_size=8, seed=1)
+    optimizer = torch.optim.AdamW(weight_decay_groups(model, 0.01), lr=peak)
+    return model, loader, optimizer, get_linear_schedule_with_warmup(optimizer, 12, 18)
+
+
+def test_a_run_diverging_mid_training_keeps_the_last_good_checkpoint_and_resumes_at_a_lower_rate(tmp_path):
+    """Warmup to a peak rate 300x too high: the first steps are fine, then the loss explodes."""
+    model, loader, optimizer, scheduler = warmup_to(3.0)
+    with pytest.raises(TrainingDivergedError) as raised:
+        train(model, loader, optimizer, scheduler=scheduler, num_epochs=3, checkpoint_dir=tmp_path,
+              checkpoint_every=2, progress=False)  # fmt: skip
+    message = str(raised.value)
+    assert "the loss jumped to" in message and "at optimizer step 5" in message
+    assert "last good checkpoint (step 2)" in message and "lower learning rate" in message
+    assert len(raised.value.history.steps) == 4  # the exploding step was never taken
+    # Step 4 was due for a checkpoint, but step 5 showed its weights to be broken: step 2 stays.
+    assert checkpoint_step(tmp_path) == 2
+    saved = load_checkpoint(tmp_path)
+    assert max(float(v.abs().max()) for v in saved["training"]["model"].values()) < 5
+
+    model, loader, optimizer, scheduler = warmup_to(1e-2, seed=7)  # 300x lower; other starting weights
+    history = train(model, loader, optimizer, scheduler=scheduler, num_epochs=3, checkpoint_dir=tmp_path,
+                    checkpoint_every=2, resume=True, progress=False)  # fmt: skip
+    assert history.resumed_from_step == 2 and len(history.steps) == 18
+    rates = history.column("learning_rate")
+    assert rates[2] == pytest.approx(1e-2 * 2 / 12) and max(rates[2:]) == pytest.approx(1e-2)
+    losses = history.column("loss")
+    assert all(math.isfinite(v) for v in losses) and sum(losses[-4:]) / 4 < losses[1]
+
+
+def test_a_non_finite_gradient_stops_before_the_optimizer_step():
+    model, loader, optimizer, _ = make_run()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.classifier.weight.register_hook(lambda gradient: gradient * float("inf"))
+    with pytest.raises(TrainingDivergedError, match="gradient norm became (inf|nan)"):
+        train(model, loader, optimizer, max_grad_norm=None, progress=False)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def history_of(losses, norms):
+    history = TrainingHistory()
+    history.steps = [{"loss": loss, "grad_norm": norm} for loss, norm in zip(losses, norms)]
+    return history
+
+
+def test_check_step_stops_on_non_finite_values_and_explosions():
+    history = history_of([0.7, 0.6, 0.5], [1.0, 2.0, 1.5])
+    assert check_step(float("nan"), 1.0, history).stop == "the loss became nan"
+    assert check_step(0.5, float("inf"), history).stop == "the gradient norm became inf"
+    assert check_step(0.5, float("inf"), history, scaler_skips_inf=True).stop is None  # fp16: the scaler skips it
+    assert "loss jumped to 7.1" in check_step(7.1, 1.0, history).stop  # 10x the first loss, 0.7
+    assert check_step(6.9, 1.0, history).stop is None
+    assert check_step(7.1, 1.0, history, explosion_factor=None).stop is None
+    assert check_step(0.5, 1.0, TrainingHistory()) == training.StepHealth()  # the first step has no scale
+
+
+def test_check_step_scale_tolerates_hard_batches_but_not_a_slow_climb():
+    converged = history_of([0.7] + [0.01] * 30, [1.0] * 31)
+    assert check_step(2.0, 1.0, converged).stop is None  # a hard batch after the loss fell far
+    climbing = history_of([0.7, 1.0, 2.0, 4.0, 6.0], [1.0] * 5)
+    assert check_step(25.0, 1.0, climbing).stop is not None  # 10x the median (2.0), though not 10x the largest
+
+
+def test_an_exploded_gradient_norm_is_suspect_and_skips_the_checkpoint():
+    history = history_of([0.7, 0.6], [1.0, 2.0])
+    health = check_step(0.6, 40.0, history)
+    assert health.stop is None and "gradient norm jumped to 40" in health.suspect
+
+
+def test_a_checkpoint_waits_for_the_next_step_to_prove_its_weights(tmp_path):
+    model, loader, optimizer, scheduler = make_run()
+    steps_seen = []
+
+    def look(step, history):
+        steps_seen.append((step, checkpoint_step(tmp_path)))
+
+    train(model, loader, optimizer, scheduler=scheduler, max_steps=5, checkpoint_dir=tmp_path, checkpoint_every=2,
+          on_step=look, progress=False)  # fmt: skip
+    # step 2's checkpoint is written during step 3, step 4's during step 5, and the last one at the end
+    assert steps_seen == [(1, None), (2, None), (3, 2), (4, 2), (5, 5)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LATEST_FILE, "step-000005"]
+
+
+def test_every_checkpoint_file_loads_with_weights_only(tmp_path, monkeypatch):
+    model, loader, optimizer, scheduler = make_run()
+    train(model, loader, optimizer, scheduler=scheduler, max_steps=3, checkpoint_dir=tmp_path,
+          eval_fn=lambda m: {"accuracy": 0.5}, eval_every=1, early_stopping_metric="accuracy", progress=False)  # fmt: skip
+    original_load = torch.load
+    loads = []
+
+    def only_weights(*args, **kwargs):
+        loads.append(kwargs.get("weights_only"))
+        return original_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", only_weights)
+    folder = tmp_path / json.loads((tmp_path / LATEST_FILE).read_text())["folder"]
+    for path in folder.glob("*.pt"):
+        torch.load(path, weights_only=True)
+    loads.clear()
+    train(*make_run()[:3], max_steps=6, checkpoint_dir=tmp_path, resume=True, progress=False)
+    assert loads and all(flag is True for flag in loads)
+    assert json.loads((folder.parent / checkpoint_folder(tmp_path) / STATE_FILE).read_text())["state"]["step"] == 6
+
+
+def checkpoint_folder(checkpoint_dir):
+    return json.loads((Path(checkpoint_dir) / LATEST_FILE).read_text())["folder"]
+
+
+def test_the_divergence_message_reads_the_step_without_loading_the_checkpoint(tmp_path, monkeypatch):
+    model, loader, optimizer, _ = make_run()
+    train(model, loader, optimizer, max_steps=2, checkpoint_dir=tmp_path, progress=False)
+    with torch.no_grad():
+        model.classifier.weight.fill_(float("nan"))
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("torch.load was called")
+
+    monkeypatch.setattr(torch, "load", no_loading)
+    with pytest.raises(TrainingDivergedError, match=r"checkpoint \(step 2\)"):
+        train(model, loader, optimizer, max_steps=2, checkpoint_dir=tmp_path, progress=False)
+
+
+def test_an_old_pickle_checkpoint_is_refused_with_advice(tmp_path):
+    torch.save({"anything": 1}, tmp_path / OLD_CHECKPOINT_FILE)
+    model, loader, optimizer, _ = make_run()
+    with pytest.raises(ValueError, match="earlier format.*delete it"):
+        train(model, loader, optimizer, max_steps=1, checkpoint_dir=tmp_path, resume=True, progress=False)
+
+
+def test_the_best_weights_and_the_checkpoint_always_belong_together(tmp_path):
+    """A crash after an evaluation improved, before the next checkpoint, must not pair new best weights
+    with an older checkpoint (the earlier code wrote best_model.pt at once and the checkpoint later)."""
+    model, loader, optimizer, _ = make_run()
+    scores = iter([0.5, 0.6, 0.7, 0.8])
+    snapshots = {}
+
+    def improving(m):
+        snapshots[len(snapshots) + 1] = {k: v.clone() for k, v in m.state_dict().items()}
+        return {"accuracy": next(scores)}
+
+    def crash_at_3(step, history):
+        if step == 3:
+            raise RuntimeError("crash")
+
+    with pytest.raises(RuntimeError, match="crash"):
+        train(model, loader, optimizer, max_steps=4, checkpoint_dir=tmp_path, checkpoint_every=2, eval_fn=improving,
+              eval_every=1, early_stopping_metric="accuracy", on_step=crash_at_3, progress=False)  # fmt: skip
+    saved = load_checkpoint(tmp_path)
+    assert saved["state"]["step"] == 2 and saved["history"].best_step == 2
+    assert all(torch.equal(snapshots[2][k], v) for k, v in saved["best_model"].items())
+
+
+def test_the_previous_checkpoint_stays_until_the_next_is_complete(tmp_path, monkeypatch):
+    model, loader, optimizer, scheduler = make_run()
+    original_save = torch.save
+    calls = {"count": 0}
+
+    def failing_on_the_second_checkpoint(obj, f, *args, **kwargs):
+        if isinstance(obj, dict) and "optimizer" in obj:
+            calls["count"] += 1
+            if calls["count"] == 2:
+                raise OSError("disk full")
+        return original_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", failing_on_the_second_checkpoint)
+    with pytest.raises(OSError, match="disk full"):
+        train(model, loader, optimizer, scheduler=scheduler, max_steps=6, checkpoint_dir=tmp_path,
+              checkpoint_every=2, progress=False)  # fmt: skip
+    monkeypatch.setattr(torch, "save", original_save)
+    assert checkpoint_step(tmp_path) == 2 and load_checkpoint(tmp_path)["state"]["step"] == 2
+    resumed = train(*make_run()[:3], max_steps=6, checkpoint_dir=tmp_path, resume=True, progress=False)
+    assert resumed.resumed_from_step == 2 and len(resumed.steps) == 6
+
+
+def test_resume_takes_the_learning_rate_of_the_optimizer_passed_in(tmp_path):
+    model, loader, optimizer, scheduler = make_run(lr=1e-2)
+    straight = train(model, loader, optimizer, scheduler=scheduler, num_epochs=3, max_steps=8, progress=False)
+    model, loader, optimizer, scheduler = make_run(lr=1e-2)
+    train(model, loader, optimizer, scheduler=scheduler, num_epochs=3, max_steps=4, checkpoint_dir=tmp_path, progress=False)
+    model, loader, optimizer, scheduler = make_run(lr=1e-3)
+    resumed = train(model, loader, optimizer, scheduler=scheduler, num_epochs=3, max_steps=8, checkpoint_dir=tmp_path,
+                    resume=True, progress=False)  # fmt: skip
+    for step in range(4, 8):  # same schedule position, a tenth of the height
+        assert resumed.steps[step]["learning_rate"] == pytest.approx(straight.steps[step]["learning_rate"] / 10)
+
+
+def test_a_typed_config_and_keywords_give_the_same_run():
+    torch.manual_seed(0)
+    model, loader, optimizer, scheduler = make_run()
+    by_name = train(model, loader, optimizer, scheduler=scheduler, max_steps=3, max_grad_norm=0.5, progress=False)
+    torch.manual_seed(0)
+    model_b, loader, optimizer, scheduler = make_run()
+    config = TrainingConfig(max_steps=3, max_grad_norm=0.5, progress=False)
+    by_config = train(model_b, loader, optimizer, config, scheduler=scheduler)
+    assert by_name.column("loss") == by_config.column("loss") and same_weights(model, model_b)
+    with pytest.raises(TypeError, match="unknown settings \\['max_step'\\]"):
+        train(model, loader, optimizer, max_step=3)
+    with pytest.raises(ValueError, match="grad_accum_steps"):
+        TrainingConfig(grad_accum_steps=0)
+
+
+def test_make_adamw_uses_the_fused_kernel_and_weight_decay_groups():
+    model = tiny_classifier()
+    assert fused_adamw_unavailable(model) is None  # CPU has a fused AdamW in this torch
+    optimizer = make_adamw(model, 1e-3, weight_decay=0.1)
+    assert optimizer.defaults["fused"] is True
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.1, 0.0]
+    assert make_adamw(model, 1e-3, fused=False).defaults["fused"] is None
+
+
+def test_make_adamw_falls_back_with_the_reason(monkeypatch):
+    model = tiny_classifier()
+    monkeypatch.setattr(training, "fused_adamw_unavailable", lambda m: "no fused kernel on this device")
+    with pytest.warns(UserWarning, match="not the faster fused one: no fused kernel on this device"):
+        assert make_adamw(model, 1e-3).defaults["fused"] is None
+    with pytest.raises(ValueError, match="fused=True, but no fused kernel"):
+        make_adamw(model, 1e-3, fused=True)
+    frozen = tiny_classifier().requires_grad_(False)
+    assert fused_adamw_unavailable(frozen) == "the model has no trainable parameters"
+
+
+def test_fused_and_default_adamw_reach_the_same_weights():
+    results = []
+    for fused in (True, False):
+        model = tiny_classifier(seed=0, dropout=0.0)
+        loader = tiny_loader(count=16, batch_size=8, shuffle=False)
+        train(model, loader, make_adamw(model, 1e-2, fused=fused), max_steps=2, progress=False)
+        results.append(model.state_dict())
+    for name, weight in results[0].items():
+        torch.testing.assert_close(weight, results[1][name], rtol=1e-5, atol=1e-6)

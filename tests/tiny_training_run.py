@@ -15,11 +15,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tiny import tiny_classifier, tiny_loader  # noqa: E402
-from transformers import get_linear_schedule_with_warmup  # noqa: E402
+from tiny import tiny_classifier, tiny_loader
+from transformers import get_linear_schedule_with_warmup
 
-from utils.environment import seed_everything  # noqa: E402
-from utils.training import train, weight_decay_groups  # noqa: E402
+from utils.environment import seed_everything
+from utils.training import train, weight_decay_groups
 
 TOTAL_STEPS = 18  # 3 epochs of 6 batches: checkpoints land inside and between epochs
 

@@ -1,25 +1,49 @@
 """The training loop built step by step in notebook 03, as one tested function.
 
 Every optimizer step does, in this order: forward with labels (under autocast for
-bf16/fp16), ``loss.backward()`` (scaled for fp16), gradient clipping,
+bf16/fp16) and backward (scaled for fp16) for each of its ``grad_accum_steps``
+batches, the gradient norm (clipped to ``max_grad_norm``), a health check, then
 ``optimizer.step()``, ``scheduler.step()`` and ``optimizer.zero_grad()``. With
-``grad_accum_steps=k`` the gradients of k batches are summed (each loss divided
-by k) before one optimizer step.
+``grad_accum_steps=k`` the gradients of k batches are summed (each loss divided by
+k) before one optimizer step.
 
-Checkpoints hold the model, optimizer, scheduler, gradient scaler, the random
-number generators and the position in the data, written atomically (a temporary
-file, then a rename), so ``resume=True`` continues a killed run to bit-identical
-weights (on the same hardware and thread count). A non-finite loss stops training
-with ``TrainingDivergedError`` and leaves the last good checkpoint untouched.
+Failing safe. Before every optimizer step the loss and the gradient norm are
+checked (``check_step``). Training stops with ``TrainingDivergedError``, before the
+step can damage the weights, when the loss is NaN or infinite, when the gradient
+norm is (except in fp16, where the gradient scaler skips such steps and lowers its
+scale: that is its job), or when the loss exceeds ``explosion_factor`` times its
+usual size (the larger of the first step's loss and the median of the last
+``RECENT_STEPS``). A gradient norm beyond that bound is only suspect: clipping limits
+the step, training goes on, but no checkpoint is taken around it.
+
+Checkpoints hold the model, optimizer, scheduler, gradient scaler, random number
+generators and the position in the data: tensors in files that load with
+``torch.load(weights_only=True)``, plain data in JSON. A checkpoint is due after
+step N, but it is written only once step N+1's forward and backward pass has shown
+that the weights of step N give a healthy loss and gradient; so a catastrophic step
+is never saved as "last good". Each checkpoint is a complete folder (``step-000012``
+with the best weights so far inside), written under a temporary name, fsynced and
+renamed; the file ``latest.json`` then points to it (the commit), and only after that
+is the previous folder deleted. ``resume=True`` continues a killed run to
+bit-identical weights (on the same hardware and thread count), and takes the learning
+rate of the optimizer (and scheduler) you pass: resume a diverged run with a lower one.
+
+With an ``accelerate.Accelerator`` (``train(..., accelerator=accelerator)``) the same
+loop runs in one or many processes: utils/finetune.py launches it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
 import math
 import os
 import random
+import shutil
 import time
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,15 +52,23 @@ import torch
 from tqdm.auto import tqdm
 
 from utils.environment import PRECISIONS, Precision, pick_precision, progress_bars_enabled
+from utils.models import eval_mode
 
-CHECKPOINT_FILE = "checkpoint.pt"
+LATEST_FILE = "latest.json"  # names the newest complete checkpoint folder: written last, it commits one
+STATE_FILE = "trainer_state.json"  # loop counters and history (plain data)
+TENSORS_FILE = "training_state.pt"  # model, optimizer and gradient scaler (one process, no Accelerator)
+SCHEDULER_FILE = "scheduler.pt"
 BEST_MODEL_FILE = "best_model.pt"
+RNG_FILE = "rng_state_{rank}.pt"  # random states, one file per process
+OLD_CHECKPOINT_FILE = "checkpoint.pt"  # the earlier single-pickle format, refused when loading
+CHECKPOINT_FORMAT = 2
+RECENT_STEPS = 20  # steps whose loss and gradient norm set the scale of "exploded"
 
 
 class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite. ``history`` holds what was logged until then."""
+    """The loss or gradient norm became non-finite or exploded. ``history`` holds what was logged until then."""
 
-    def __init__(self, message: str, history: "TrainingHistory"):
+    def __init__(self, message: str, history: TrainingHistory):
         super().__init__(message)
         self.history = history
 
@@ -78,6 +110,63 @@ class TrainingHistory:
         return pd.DataFrame(self.steps), pd.DataFrame(self.evaluations)
 
 
+@dataclass
+class TrainingConfig:
+    """How long and how carefully ``train`` trains. Every field can also be given to ``train`` by name.
+
+    Length: ``num_epochs`` passes over the loader, cut short by ``max_steps`` optimizer
+    steps if given; one optimizer step consumes ``grad_accum_steps`` batches.
+    Evaluation: every ``eval_every`` optimizer steps (default: at the end of each epoch),
+    at the end, and with ``eval_at_start`` once before the first step (logged as step 0).
+    With ``early_stopping_metric`` the best evaluation is tracked (``greater_is_better``)
+    and with ``patience`` training stops after that many evaluations without improvement;
+    ``restore_best`` loads the best weights back at the end.
+    Checkpoints: with ``checkpoint_dir``, one every ``checkpoint_every`` steps and at the
+    end; ``resume=True`` continues from the newest. ``explosion_factor=None`` turns off
+    the "exploded" check (non-finite values always stop). ``progress=None`` shows a bar
+    unless ``environment.quiet()`` ran.
+    """
+
+    num_epochs: int | None = 1
+    max_steps: int | None = None
+    grad_accum_steps: int = 1
+    max_grad_norm: float | None = 1.0
+    precision: str | Precision = "fp32"
+    eval_every: int | None = None
+    eval_at_start: bool = False
+    early_stopping_metric: str | None = None
+    greater_is_better: bool = True
+    patience: int | None = None
+    restore_best: bool = True
+    checkpoint_dir: str | Path | None = None
+    checkpoint_every: int | None = None
+    resume: bool = False
+    progress: bool | None = None
+    explosion_factor: float | None = 10.0
+
+    def __post_init__(self):
+        if self.grad_accum_steps < 1:
+            raise ValueError("grad_accum_steps must be at least 1")
+        if self.num_epochs is None and self.max_steps is None:
+            raise ValueError("give num_epochs, max_steps, or both")
+        if self.patience is not None and self.early_stopping_metric is None:
+            raise ValueError("early stopping needs eval_fn, early_stopping_metric and patience")
+        if (self.resume or self.checkpoint_every) and self.checkpoint_dir is None:
+            raise ValueError("resume and checkpoint_every need a checkpoint_dir")
+        if self.explosion_factor is not None and self.explosion_factor <= 1:
+            raise ValueError("explosion_factor must be above 1 (or None to turn the check off)")
+
+
+@dataclass
+class LoopState:
+    """Where training stands: the counters a checkpoint needs to continue exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    bad_evals: int = 0  # evaluations in a row without improvement (early stopping)
+
+
 # ----------------------------------------------------------------- small pieces
 
 
@@ -110,61 +199,64 @@ def weight_decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dic
     ]
 
 
-def _loader_generators(loader) -> list[torch.Generator]:
-    """The random generators that decide a DataLoader's order (sampler and loader)."""
-    found = []
-    for owner in (loader, getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
-        generator = getattr(owner, "generator", None)
-        if isinstance(generator, torch.Generator) and all(generator is not g for g in found):
-            found.append(generator)
-    return found
+def fused_adamw_unavailable(model: torch.nn.Module) -> str | None:
+    """Why torch's fused AdamW cannot update ``model``'s trainable parameters, or None if it can.
 
-
-def _rng_state() -> dict:
-    """Every global random state a training step can touch."""
-    return {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def atomic_save(obj: object, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename it over ``path``.
-
-    A crash while writing leaves the previous file intact: the rename is atomic.
+    The fused implementation updates each parameter tensor in one kernel that reads the
+    weight, its gradient and both moment estimates once and writes them back, instead of
+    one pass over memory per arithmetic operation (torch.optim's documentation calls it
+    "vertical and horizontal fusion"). Without ``fused`` or ``foreach`` torch picks the
+    ``foreach`` implementation only when every parameter is on a CUDA GPU, and a plain
+    per-tensor loop otherwise (CPU included). Fused kernels exist for floating-point
+    parameters on CPU, CUDA, MPS, XPU and a few other devices; the check tries a one-element
+    step on each device and dtype in use, so it answers for the installed torch.
     """
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temporary, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if not parameters:
+        return "the model has no trainable parameters"
+    for device, dtype in sorted({(p.device, p.dtype) for p in parameters}, key=str):
+        if not dtype.is_floating_point:
+            return f"fused AdamW needs floating-point parameters, and some are {dtype}"
+        probe = torch.zeros(1, device=device, dtype=dtype, requires_grad=True)
+        probe.grad = torch.zeros_like(probe)
+        try:
+            torch.optim.AdamW([probe], fused=True).step()
+        except RuntimeError as error:
+            first_line = str(error).splitlines()[0]
+            return f"torch {torch.__version__} has no fused AdamW for {dtype} on {device.type} ({first_line})"
+    return None
 
 
-def load_checkpoint(checkpoint_dir: str | Path) -> dict | None:
-    """Read the checkpoint in ``checkpoint_dir``, or return None if there is none.
+def make_adamw(
+    model: torch.nn.Module,
+    learning_rate: float,
+    weight_decay: float = 0.01,
+    *,
+    fused: bool | None = None,
+    **adamw_options,
+) -> torch.optim.AdamW:
+    """AdamW over ``weight_decay_groups(model, weight_decay)``, with the fused kernel where it exists.
 
-    Checkpoints are pickles that this code wrote (they hold random states, not only
-    tensors): load only checkpoints you made yourself.
+    ``fused=None`` (the default) uses the fused implementation if
+    ``fused_adamw_unavailable(model)`` finds no obstacle, and otherwise warns with the
+    reason and uses torch's default; ``fused=True`` raises ValueError with the reason
+    instead; ``fused=False`` always uses torch's default. The update is the same
+    algorithm either way; only the rounding of the last bits can differ.
     """
-    path = Path(checkpoint_dir) / CHECKPOINT_FILE
-    if not path.exists():
-        return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    obstacle = fused_adamw_unavailable(model) if fused is not False else None
+    if obstacle is not None and fused:
+        raise ValueError(f"fused=True, but {obstacle}. Pass fused=None to fall back to torch's default AdamW.")
+    if obstacle is not None:
+        warnings.warn(f"Using torch's default AdamW, not the faster fused one: {obstacle}.", stacklevel=2)
+    use_fused = fused is not False and obstacle is None
+    return torch.optim.AdamW(
+        weight_decay_groups(model, weight_decay), lr=learning_rate, fused=use_fused or None, **adamw_options
+    )
+
+
+def clone_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of a model's weights, e.g. to compare before and after training."""
+    return {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
 
 
 def _resolve_precision(precision: str | Precision, device: torch.device) -> Precision:
@@ -180,241 +272,770 @@ def _resolve_precision(precision: str | Precision, device: torch.device) -> Prec
     return chosen
 
 
+# ------------------------------------------------------------- the health check
+
+
+def _scale_of(values: list) -> float | None:
+    """The larger of the run's first value and the median of its last RECENT_STEPS values (finite ones)."""
+    recent = [v for v in values[-RECENT_STEPS:] if v is not None and math.isfinite(v)]
+    first = [v for v in values[:1] if v is not None and math.isfinite(v)]
+    candidates = first + ([float(np.median(recent))] if recent else [])
+    return max(candidates) if candidates else None
+
+
+@dataclass(frozen=True)
+class StepHealth:
+    """The check before an optimizer step: ``stop`` says why training must stop, ``suspect`` why
+    the weights around this step must not be checkpointed; both None for a healthy step."""
+
+    stop: str | None = None
+    suspect: str | None = None
+
+
+def _exploded(name: str, value: float | None, values: list, factor: float | None) -> str | None:
+    scale = _scale_of(values)
+    if factor is None or value is None or not math.isfinite(value) or not scale or value <= factor * scale:
+        return None
+    return (
+        f"the {name} jumped to {value:.4g}, more than {factor:g}x its usual size ({scale:.4g}: the larger of "
+        f"the first step's and the median of the last {RECENT_STEPS})"
+    )
+
+
+def check_step(
+    loss: float,
+    grad_norm: float | None,
+    history: TrainingHistory,
+    explosion_factor: float | None = 10.0,
+    scaler_skips_inf: bool = False,
+) -> StepHealth:
+    """Decide, before the optimizer step, whether the step is healthy.
+
+    Stop when the loss is NaN or infinite, when the gradient norm is (unless
+    ``scaler_skips_inf``: fp16's gradient scaler skips such steps and lowers its scale
+    itself), or when the loss exceeds ``explosion_factor`` times its usual size: the
+    larger of the first step's loss and the median of the last ``RECENT_STEPS`` in
+    ``history``. The first step anchors the scale, so a run whose loss has fallen far
+    may still meet a hard batch, and a slowly diverging run cannot ratchet the scale up.
+    A gradient norm beyond the same bound makes the step suspect: clipping bounds its
+    update, so training goes on, but no checkpoint is taken around it.
+    """
+    if not math.isfinite(loss):
+        return StepHealth(stop=f"the loss became {loss}")
+    if grad_norm is not None and not math.isfinite(grad_norm) and not scaler_skips_inf:
+        return StepHealth(stop=f"the gradient norm became {grad_norm}")
+    stop = _exploded("loss", loss, history.column("loss"), explosion_factor)
+    if stop is not None:
+        return StepHealth(stop=stop)
+    return StepHealth(suspect=_exploded("gradient norm", grad_norm, history.column("grad_norm"), explosion_factor))
+
+
+def _divergence_message(problem: str, state: LoopState, checkpoint_dir: Path | None, group_size: int = 1) -> str:
+    """What went wrong where, what was kept, and what to try. Reads only ``latest.json`` of the checkpoints."""
+    first, last = state.batch_in_epoch - group_size + 1, state.batch_in_epoch  # the step's batches, counted from 1
+    batches = f"batch {last}" if group_size == 1 else f"batches {first}-{last}"
+    where = f"at optimizer step {state.step + 1} (epoch {state.epoch + 1}, {batches})"
+    saved = checkpoint_step(checkpoint_dir) if checkpoint_dir is not None else None
+    if saved is not None:
+        kept = (
+            f"The last good checkpoint (step {saved}) is kept in {checkpoint_dir}; resume from it with "
+            "resume=True and an optimizer built with a lower learning rate (the rate you pass replaces the "
+            "saved one; AdamW's moment estimates and the schedule's position are kept)."
+        )
+    elif checkpoint_dir is not None:
+        kept = f"No healthy checkpoint was written in {checkpoint_dir} yet; start again with a lower learning rate."
+    else:
+        kept = "No checkpoint was saved (pass checkpoint_dir and checkpoint_every to keep one)."
+    return (
+        f"Training stopped before the step: {problem} {where}. {kept} "
+        "Usual fixes: a lower learning rate, gradient clipping (max_grad_norm=1.0), a longer "
+        "warmup, or bf16/fp32 instead of fp16; also check the batch for empty or broken inputs."
+    )
+
+
+# ------------------------------------------------------------ files, atomically
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename or a new file inside ``folder`` durable (POSIX; Windows cannot open folders)."""
+    if os.name == "nt":
+        return
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def atomic_save(obj: object, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename it over ``path``.
+
+    A crash while writing leaves the previous file intact: the rename is atomic, and the
+    folder is fsynced so that the rename itself survives a power cut.
+    """
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(temporary, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+        _fsync_dir(path.parent)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _write_json(data: dict, path: Path) -> None:
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, default=_plain_number, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+        _fsync_dir(path.parent)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _plain_number(value: object) -> object:
+    """JSON for NumPy and torch scalars that metrics often are; anything else is an error."""
+    if isinstance(value, np.generic) or (torch.is_tensor(value) and value.numel() == 1):
+        return value.item()
+    raise TypeError(f"A checkpoint stores the history as JSON; {type(value).__name__} values are not supported.")
+
+
+def _latest_folder(checkpoint_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint folder, or None. Reads only the small ``latest.json``."""
+    checkpoint_dir = Path(checkpoint_dir)
+    latest = checkpoint_dir / LATEST_FILE
+    if not latest.exists():
+        if (checkpoint_dir / OLD_CHECKPOINT_FILE).exists():
+            raise ValueError(
+                f"{checkpoint_dir / OLD_CHECKPOINT_FILE} is a checkpoint in the earlier format, a pickle that can "
+                "run code when loaded. It is not loaded: delete it (or the folder) and train again."
+            )
+        return None
+    folder = checkpoint_dir / json.loads(latest.read_text(encoding="utf-8"))["folder"]
+    if not (folder / STATE_FILE).exists():
+        raise ValueError(f"{latest} points to {folder.name}, which is missing or incomplete; delete {checkpoint_dir}.")
+    return folder
+
+
+def checkpoint_step(checkpoint_dir: str | Path) -> int | None:
+    """The optimizer step of the newest checkpoint in ``checkpoint_dir`` (None if there is none), cheaply."""
+    latest = Path(checkpoint_dir) / LATEST_FILE
+    return int(json.loads(latest.read_text(encoding="utf-8"))["step"]) if latest.exists() else None
+
+
+def load_checkpoint(checkpoint_dir: str | Path) -> dict | None:
+    """Everything in the newest checkpoint of ``checkpoint_dir``, or None if there is none.
+
+    Returns a dict with ``state`` (loop counters, a dict), ``history`` (TrainingHistory),
+    ``folder`` and the tensors (``training`` for a one-process run, ``scheduler``,
+    ``best_model``, ``rng``). Every file is read with ``torch.load(weights_only=True)``,
+    which cannot run code, so a checkpoint folder from elsewhere is safe to open.
+    """
+    folder = _latest_folder(checkpoint_dir)
+    if folder is None:
+        return None
+    saved = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    tensors = {}
+    for key, name in [("training", TENSORS_FILE), ("scheduler", SCHEDULER_FILE), ("best_model", BEST_MODEL_FILE)]:
+        path = folder / name
+        tensors[key] = torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
+    return {"state": saved["state"], "history": TrainingHistory(**saved["history"]), "folder": folder, **tensors}
+
+
+# ------------------------------------------------------------- random states
+
+
+def _rng_state() -> dict:
+    """Every global random state a training step can touch, as tensors and plain data."""
+    numpy_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _set_rng_state(state: dict) -> None:
+    python_version, python_state, gauss = state["python"]
+    random.setstate((python_version, tuple(python_state), gauss))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _loader_generators(loader) -> list[torch.Generator]:
+    """The random generators that decide a DataLoader's order (sampler and loader, also when Accelerate wraps it)."""
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    owners = [
+        loader,
+        getattr(loader, "sampler", None),
+        getattr(batch_sampler, "sampler", None),
+        getattr(getattr(batch_sampler, "batch_sampler", None), "sampler", None),  # accelerate's BatchSamplerShard
+    ]
+    found = [getattr(owner, "generator", None) for owner in owners]
+    found.append(getattr(loader, "synchronized_generator", None))
+    unique = []
+    for generator in found:
+        if isinstance(generator, torch.Generator) and all(generator is not g for g in unique):
+            unique.append(generator)
+    return unique
+
+
+# ------------------------------------------------- one process, or Accelerate
+
+
+class _OneProcess:
+    """How a step runs in one process: torch.autocast for bf16/fp16, a GradScaler for fp16."""
+
+    num_processes, process_index, is_main = 1, 0, True
+
+    def __init__(self, model: torch.nn.Module, precision: Precision):
+        self.device = next(model.parameters()).device
+        self.precision = precision
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision.needs_grad_scaler)
+        self.scaler_skips_inf = precision.needs_grad_scaler
+
+    def autocast(self):
+        dtype = self.precision.autocast_dtype
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+
+    def no_sync(self, model):
+        return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.scaler.scale(loss).backward()
+
+    def gradient_norm(self, model, optimizer, max_norm: float | None) -> float:
+        self.scaler.unscale_(optimizer)  # a no-op without fp16
+        if max_norm is not None:
+            return float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
+        gradients = [p.grad for p in model.parameters() if p.grad is not None]
+        return float(torch.nn.utils.get_total_norm(gradients)) if gradients else 0.0
+
+    def optimizer_step(self, optimizer) -> None:
+        self.scaler.step(optimizer)
+        self.scaler.update()
+
+    def across_processes(self, loss: torch.Tensor, examples: int) -> tuple[float, int]:
+        return float(loss), examples
+
+    def wait(self) -> None:
+        pass
+
+    def unwrap(self, model):
+        return model
+
+    def save(self, model, optimizer, folder: Path) -> None:
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": self.scaler.state_dict()}
+        atomic_save(state, folder / TENSORS_FILE)
+
+    def load(self, model, optimizer, folder: Path) -> None:
+        state = torch.load(folder / TENSORS_FILE, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+
+
+class _Accelerated:
+    """How a step runs under an ``accelerate.Accelerator``: its autocast, scaler, gradient sync and checkpoints."""
+
+    def __init__(self, accelerator):
+        self.accelerator = accelerator
+        self.device = accelerator.device
+        self.num_processes = accelerator.num_processes
+        self.process_index = accelerator.process_index
+        self.is_main = accelerator.is_main_process
+        self.scaler_skips_inf = accelerator.scaler is not None
+
+    def autocast(self):
+        return self.accelerator.autocast()
+
+    def no_sync(self, model):
+        return self.accelerator.no_sync(model)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.accelerator.backward(loss)
+
+    def gradient_norm(self, model, optimizer, max_norm: float | None) -> float | None:
+        # DDP has averaged the gradients already, so every process sees the same norm. Under
+        # DeepSpeed clipping is its config's "gradient_clipping" and no norm comes back (None).
+        norm = self.accelerator.clip_grad_norm_(model.parameters(), math.inf if max_norm is None else max_norm)
+        return None if norm is None else float(norm)
+
+    def optimizer_step(self, optimizer) -> None:
+        optimizer.step()  # the prepared optimizer applies the gradient scaler
+
+    def across_processes(self, loss: torch.Tensor, examples: int) -> tuple[float, int]:
+        """The mean loss over every process's batches and the examples of all processes (one all-reduce)."""
+        totals = torch.tensor([float(loss), float(examples)], dtype=torch.float64, device=self.device)
+        totals = self.accelerator.reduce(totals, reduction="sum")
+        return float(totals[0]) / self.num_processes, int(totals[1])
+
+    def wait(self) -> None:
+        self.accelerator.wait_for_everyone()
+
+    def unwrap(self, model):
+        return self.accelerator.unwrap_model(model)
+
+    def save(self, model, optimizer, folder: Path) -> None:
+        self.accelerator.save_state(str(folder))  # every process: sharded states need all of them
+        for path in folder.iterdir():
+            if path.is_file():
+                _fsync_file(path)
+
+    def load(self, model, optimizer, folder: Path) -> None:
+        self.accelerator.load_state(str(folder))  # accelerate reads its files with weights_only=True
+
+
+def _steps_for(model, config: TrainingConfig, accelerator):
+    if accelerator is None:
+        return _OneProcess(model, _resolve_precision(config.precision, next(model.parameters()).device))
+    wanted = config.precision.name if isinstance(config.precision, Precision) else config.precision
+    has = {"no": "fp32"}.get(str(accelerator.mixed_precision), str(accelerator.mixed_precision))
+    if wanted not in ("auto", "fp32", has):
+        raise ValueError(
+            f"precision={wanted!r}, but the Accelerator runs {has}: with an Accelerator, set the precision there "
+            "(Accelerator(mixed_precision=...) or accelerate launch --mixed_precision)."
+        )
+    kind = str(accelerator.distributed_type).rsplit(".", 1)[-1]
+    if kind == "DEEPSPEED" and config.grad_accum_steps > 1:
+        raise ValueError(
+            "With DeepSpeed, accelerator.backward also steps the optimizer, so train() needs grad_accum_steps=1: "
+            "raise the batch size per process, or the number of processes, instead."
+        )
+    sharded = kind in ("FSDP", "DEEPSPEED")
+    if sharded and config.restore_best and config.early_stopping_metric is not None:
+        raise ValueError(
+            "restore_best keeps a full copy of the best weights, which train() does not do for sharded models "
+            "(FSDP, DeepSpeed): pass restore_best=False and reload the best checkpoint yourself."
+        )
+    return _Accelerated(accelerator)
+
+
+# ---------------------------------------------------------- batches and steps
+
+
+class _StepBatches:
+    """The training loader cut into optimizer steps of ``grad_accum_steps`` batches, restartable at any step.
+
+    Every epoch's iterator is made from recorded random states, so a resumed run rebuilds
+    the interrupted epoch's order exactly and skips the batches already used.
+    """
+
+    def __init__(self, loader, grad_accum_steps: int):
+        self.loader = loader
+        self.grad_accum_steps = grad_accum_steps
+        self.per_epoch = len(loader)
+        self.steps_per_epoch = math.ceil(self.per_epoch / grad_accum_steps)
+        self.generators = _loader_generators(loader)
+        self.epoch_start_rng: dict | None = None  # random states when the current epoch's iterator was made
+        self.resume_rng: dict | None = None  # set when resuming: {"rng": ..., "epoch_start": ...}
+
+    def groups(self, state: LoopState) -> Iterator[list[dict]]:
+        """Lists of batches, one per optimizer step; updates ``state``'s position as it goes."""
+        while True:
+            batches = self._start_epoch(state.batch_in_epoch)
+            for start in range(state.batch_in_epoch, self.per_epoch, self.grad_accum_steps):
+                group = [next(batches) for _ in range(min(self.grad_accum_steps, self.per_epoch - start))]
+                state.batch_in_epoch = start + len(group)
+                yield group
+            state.epoch += 1
+            state.batch_in_epoch = 0
+
+    def _start_epoch(self, skip: int) -> Iterator[dict]:
+        resume, self.resume_rng = self.resume_rng, None
+        if resume is not None and skip > 0:
+            _set_rng_state(resume["epoch_start"]["global"])
+            for generator, saved in zip(self.generators, resume["epoch_start"]["loaders"]):
+                generator.set_state(saved)
+        self.epoch_start_rng = {"global": _rng_state(), "loaders": [g.get_state() for g in self.generators]}
+        batches = iter(self.loader)
+        for _ in range(skip):
+            next(batches)
+        if resume is not None:
+            _set_rng_state(resume["rng"])
+        return batches
+
+
+@dataclass
+class _Snapshot:
+    """What a checkpoint of step N holds besides the model and optimizer, taken right after step N."""
+
+    state: LoopState
+    history: dict
+    rng: dict
+    epoch_start_rng: dict | None
+    scheduler: dict | None
+    best_weights: dict | None
+    best_version: int  # changes whenever the best weights do
+
+
+def _learning_rates(optimizer, scheduler) -> list[float]:
+    """The base (peak) learning rate of each parameter group."""
+    if scheduler is not None and hasattr(scheduler, "base_lrs"):
+        return list(scheduler.base_lrs)
+    return [group.get("initial_lr", group["lr"]) for group in optimizer.param_groups]
+
+
+def set_learning_rates(optimizer, scheduler, rates: list[float]) -> None:
+    """Give a loaded optimizer and scheduler new base learning rates, keeping the schedule's position.
+
+    The current rate of each group is scaled by new/old base rate, so a warmup or decay
+    continues from where it was, at the new height. Used when resuming with a new rate.
+    """
+    for group, base, rate in zip(optimizer.param_groups, _learning_rates(optimizer, scheduler), rates):
+        if rate == base:
+            continue
+        group["lr"] = group["lr"] * rate / base if base else rate
+        if "initial_lr" in group:
+            group["initial_lr"] = rate
+    if scheduler is not None and hasattr(scheduler, "base_lrs"):
+        scheduler.base_lrs = list(rates)
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
+# ------------------------------------------------------------------- the run
+
+
+class _Run:
+    """The state of one call of ``train`` and the pieces of its loop, one method each."""
+
+    def __init__(self, model, optimizer, scheduler, config: TrainingConfig, eval_fn, steps, batches: _StepBatches):
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.config, self.eval_fn, self.steps, self.batches = config, eval_fn, steps, batches
+        self.history = TrainingHistory()
+        self.state = LoopState()
+        self.eval_every = config.eval_every or batches.steps_per_epoch
+        self.checkpoint_dir = Path(config.checkpoint_dir) if config.checkpoint_dir is not None else None
+        self.best_weights: dict | None = None
+        self.best_version = 0
+        self.best_file: tuple[int, Path] | None = None  # (best_version, the committed file that holds them)
+        self.pending: _Snapshot | None = None  # a checkpoint waiting for the next step to prove it healthy
+        self.step_started = time.perf_counter()
+
+    def total_steps(self) -> int:
+        config, per_epoch = self.config, self.batches.steps_per_epoch
+        total = per_epoch * config.num_epochs if config.num_epochs is not None else config.max_steps
+        return min(total, config.max_steps) if config.max_steps is not None else total
+
+    def epoch_of(self, step: int) -> float:
+        return round(step / self.batches.steps_per_epoch, 4)
+
+    # -- forward and backward, and the check before the optimizer step
+
+    def forward_backward(self, group: list[dict]) -> tuple[float, int]:
+        """Forward and backward over one step's batches; returns the mean loss and the examples of all processes."""
+        losses, examples = [], 0
+        for index, batch in enumerate(group):
+            examples += batch_size_of(batch)
+            batch = move_to_device(batch, self.steps.device)
+            last = index == len(group) - 1
+            with self.steps.no_sync(self.model) if not last else contextlib.nullcontext():
+                with self.steps.autocast():
+                    loss = self.model(**batch).loss
+                self.steps.backward(loss / len(group))
+            losses.append(loss.detach())
+        return self.steps.across_processes(torch.stack(losses).float().mean(), examples)
+
+    def check(self, loss: float, grad_norm: float | None, group_size: int) -> bool:
+        """Stop before the optimizer step if the loss or gradients are broken (``check_step``); False if suspect."""
+        health = check_step(loss, grad_norm, self.history, self.config.explosion_factor, self.steps.scaler_skips_inf)
+        if health.stop is not None:
+            self.pending = None  # its weights produced this step: not good
+            message = _divergence_message(health.stop, self.state, self.checkpoint_dir, group_size)
+            raise TrainingDivergedError(message, self.history)
+        if health.suspect is not None and self.checkpoint_dir is not None and self.steps.is_main:
+            warnings.warn(f"Step {self.state.step + 1}: {health.suspect}; no checkpoint is taken around it.", stacklevel=4)
+        return health.suspect is None
+
+    # -- the optimizer step and its record
+
+    def optimizer_step(self) -> float:
+        """Step the optimizer and the schedule, clear the gradients; returns the learning rate used."""
+        learning_rate = self.optimizer.param_groups[0]["lr"]
+        self.steps.optimizer_step(self.optimizer)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return learning_rate
+
+    def log_step(self, loss: float, grad_norm: float | None, examples: int, learning_rate: float) -> None:
+        self.state.step += 1
+        self.history.examples_seen += examples
+        self.history.steps.append(
+            {
+                "step": self.state.step,
+                "epoch": self.epoch_of(self.state.step),
+                "loss": loss,
+                "learning_rate": learning_rate,
+                "grad_norm": grad_norm,
+            }
+        )
+        self.history.train_seconds += time.perf_counter() - self.step_started
+
+    # -- evaluation and early stopping
+
+    def evaluate(self) -> bool:
+        """Run eval_fn, log it, track the best weights; return True to stop early."""
+        started = time.perf_counter()
+        with eval_mode(self.model):
+            metrics = self.eval_fn(self.model)
+        self.history.eval_seconds += time.perf_counter() - started
+        self.history.evaluations.append({"step": self.state.step, "epoch": self.epoch_of(self.state.step), **metrics})
+        return self.track_best(metrics)
+
+    def track_best(self, metrics: dict) -> bool:
+        name, config = self.config.early_stopping_metric, self.config
+        if name is None:
+            return False
+        if name not in metrics:
+            raise KeyError(f"eval_fn returned {sorted(metrics)}, not the early-stopping metric {name!r}")
+        value, best = float(metrics[name]), self.history.best_metric
+        if best is None or (value > best if config.greater_is_better else value < best):
+            self.history.best_metric, self.history.best_step = value, self.state.step
+            self.state.bad_evals = 0
+            if config.restore_best:
+                self.best_weights = clone_state_dict(self.steps.unwrap(self.model))
+                self.best_version += 1
+        else:
+            self.state.bad_evals += 1
+        return config.patience is not None and self.state.bad_evals >= config.patience
+
+    def evaluate_if_due(self, last: bool) -> bool:
+        if self.eval_fn is None or not (self.state.step % self.eval_every == 0 or last):
+            return False
+        stop = self.evaluate()
+        self.history.stopped_early = stop and self.state.step < self.total_steps()
+        return stop
+
+    # -- checkpoints
+
+    def snapshot(self) -> _Snapshot:
+        return _Snapshot(
+            state=dataclasses.replace(self.state),
+            history=dataclasses.asdict(self.history),
+            rng=_rng_state(),
+            epoch_start_rng=self.batches.epoch_start_rng,
+            scheduler=self.scheduler.state_dict() if self.scheduler is not None else None,
+            best_weights=self.best_weights,
+            best_version=self.best_version,
+        )
+
+    def checkpoint_if_due(self, last: bool, healthy: bool) -> None:
+        """At the end, write a checkpoint now; every ``checkpoint_every`` steps, wait for the next step's check."""
+        every = self.config.checkpoint_every
+        if self.checkpoint_dir is None or not healthy or not (last or (every and self.state.step % every == 0)):
+            return
+        if last:
+            self.ensure_finite_weights()
+            self.write_checkpoint(self.snapshot())
+        else:
+            self.pending = self.snapshot()
+
+    def commit_pending(self, healthy: bool) -> None:
+        """Write the pending checkpoint if its weights have just given a healthy step; else drop it."""
+        snapshot, self.pending = self.pending, None
+        if snapshot is not None and healthy:
+            self.write_checkpoint(snapshot)
+
+    def ensure_finite_weights(self) -> None:
+        """No later step tests the final weights: at least they must be finite."""
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            problem = "the weights became non-finite in the last step"
+            state = dataclasses.replace(self.state, step=self.state.step - 1)  # the step that made them
+            raise TrainingDivergedError(_divergence_message(problem, state, self.checkpoint_dir), self.history)
+
+    def write_checkpoint(self, snapshot: _Snapshot) -> None:
+        """Write a complete checkpoint folder, then commit it in ``latest.json``, then delete the previous one."""
+        steps, name = self.steps, f"step-{snapshot.state.step:06d}"
+        temporary = self.checkpoint_dir / f".{name}.tmp"
+        if steps.is_main:
+            shutil.rmtree(temporary, ignore_errors=True)
+            temporary.mkdir(parents=True)
+        steps.wait()
+        steps.save(self.model, self.optimizer, temporary)
+        atomic_save(snapshot.rng | {"epoch_start": snapshot.epoch_start_rng}, temporary / RNG_FILE.format(rank=steps.process_index))
+        steps.wait()
+        if steps.is_main:
+            self.write_plain_files(snapshot, temporary)
+            final = self.commit(temporary, name, snapshot.state.step)
+            if snapshot.best_weights is not None:
+                self.best_file = (snapshot.best_version, final / BEST_MODEL_FILE)
+        steps.wait()
+
+    def write_plain_files(self, snapshot: _Snapshot, folder: Path) -> None:
+        if snapshot.scheduler is not None:
+            atomic_save(snapshot.scheduler, folder / SCHEDULER_FILE)
+        if snapshot.best_weights is not None:
+            self.save_best(snapshot, folder / BEST_MODEL_FILE)
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "state": dataclasses.asdict(snapshot.state),
+            "num_processes": self.steps.num_processes,
+            "history": snapshot.history,
+        }
+        _write_json(state, folder / STATE_FILE)
+
+    def save_best(self, snapshot: _Snapshot, path: Path) -> None:
+        """The best weights: a hard link to the previous checkpoint's copy when they have not changed."""
+        previous = self.best_file
+        if previous is not None and previous[0] == snapshot.best_version and previous[1].exists():
+            try:
+                os.link(previous[1], path)
+            except OSError:
+                shutil.copy2(previous[1], path)
+        else:
+            atomic_save(snapshot.best_weights, path)
+
+    def commit(self, temporary: Path, name: str, step: int) -> Path:
+        final = self.checkpoint_dir / name
+        suffix = 1
+        while final.exists():
+            final, suffix = self.checkpoint_dir / f"{name}-{suffix}", suffix + 1
+        _fsync_dir(temporary)
+        os.replace(temporary, final)
+        _fsync_dir(self.checkpoint_dir)
+        _write_json({"step": step, "folder": final.name}, self.checkpoint_dir / LATEST_FILE)
+        for old in self.checkpoint_dir.iterdir():
+            if old.is_dir() and old != final and (old.name.startswith("step-") or old.name.endswith(".tmp")):
+                shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def resume(self) -> None:
+        """Continue from the newest checkpoint, with the learning rate of the optimizer and scheduler passed in."""
+        folder = _latest_folder(self.checkpoint_dir)
+        if folder is None:
+            return
+        saved = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+        if saved["num_processes"] != self.steps.num_processes:
+            raise ValueError(
+                f"The checkpoint in {folder} was written by {saved['num_processes']} processes; resume it with "
+                f"the same number (now {self.steps.num_processes}), since each process's place in the data is saved."
+            )
+        requested = _learning_rates(self.optimizer, self.scheduler)
+        self.steps.load(self.model, self.optimizer, folder)
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(torch.load(folder / SCHEDULER_FILE, weights_only=True))
+        set_learning_rates(self.optimizer, self.scheduler, requested)
+        self.state = LoopState(**saved["state"])
+        self.history = TrainingHistory(**saved["history"])
+        self.history.resumed_from_step = self.state.step
+        rng = torch.load(folder / RNG_FILE.format(rank=self.steps.process_index), weights_only=True)
+        self.batches.resume_rng = {"rng": rng, "epoch_start": rng["epoch_start"]}
+        if (folder / BEST_MODEL_FILE).exists():
+            self.best_weights = torch.load(folder / BEST_MODEL_FILE, map_location="cpu", weights_only=True)
+            self.best_version = 1
+            self.best_file = (self.best_version, folder / BEST_MODEL_FILE)
+
+    def finish(self) -> TrainingHistory:
+        if self.config.restore_best and self.best_weights is not None:
+            self.steps.unwrap(self.model).load_state_dict(self.best_weights)
+        return self.history
+
+
 # ------------------------------------------------------------------- the loop
+
+
+def _settle_config(config: TrainingConfig | None, settings: dict) -> TrainingConfig:
+    known = {f.name for f in dataclasses.fields(TrainingConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise TypeError(f"train() got unknown settings {unknown}; TrainingConfig has {sorted(known)}.")
+    return dataclasses.replace(config, **settings) if config is not None else TrainingConfig(**settings)
+
+
+def _check_arguments(config: TrainingConfig, eval_fn, scheduler) -> None:
+    if config.patience is not None and eval_fn is None:
+        raise ValueError("early stopping needs eval_fn, early_stopping_metric and patience")
+    if type(scheduler).__name__ == "AcceleratedScheduler":
+        raise ValueError(
+            "Pass the scheduler to train() without accelerator.prepare: prepared, it steps once per process at "
+            "every optimizer step. Build it for the number of optimizer steps that train() takes."
+        )
 
 
 def train(
     model: torch.nn.Module,
     train_loader: torch.utils.data.DataLoader,
     optimizer: torch.optim.Optimizer,
+    config: TrainingConfig | None = None,
     *,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-    num_epochs: int | None = 1,
-    max_steps: int | None = None,
-    grad_accum_steps: int = 1,
-    max_grad_norm: float | None = 1.0,
-    precision: str | Precision = "fp32",
     eval_fn: Callable[[torch.nn.Module], dict[str, float]] | None = None,
-    eval_every: int | None = None,
-    eval_at_start: bool = False,
-    early_stopping_metric: str | None = None,
-    greater_is_better: bool = True,
-    patience: int | None = None,
-    restore_best: bool = True,
-    checkpoint_dir: str | Path | None = None,
-    checkpoint_every: int | None = None,
-    resume: bool = False,
-    progress: bool | None = None,
     on_step: Callable[[int, TrainingHistory], None] | None = None,
+    accelerator=None,
+    **settings,
 ) -> TrainingHistory:
     """Train ``model`` on batches from ``train_loader``; return a ``TrainingHistory``.
 
     The model must return ``.loss`` when called with a batch that includes labels (all
-    transformers task models do). Batches are moved to the model's device.
+    transformers task models do). Batches are moved to the model's device. How long and
+    how carefully to train is a ``TrainingConfig``, or its fields by name:
+    ``train(model, loader, optimizer, num_epochs=3, max_grad_norm=1.0)`` is
+    ``train(model, loader, optimizer, TrainingConfig(num_epochs=3, max_grad_norm=1.0))``;
+    names given next to a config override its fields.
 
-    Length: ``num_epochs`` passes over the loader, cut short by ``max_steps``
-    optimizer steps if given. One optimizer step consumes ``grad_accum_steps`` batches.
-
-    Evaluation: ``eval_fn(model)`` returns a dict of metrics; it is called every
-    ``eval_every`` optimizer steps (default: at the end of each epoch), at the end,
-    and with ``eval_at_start`` once before the first step (logged as step 0).
-    With ``early_stopping_metric`` and ``patience``, training stops after ``patience``
-    evaluations without improvement, and (``restore_best``) the best weights are
-    loaded back at the end.
-
-    Checkpoints: with ``checkpoint_dir``, a checkpoint is written every
-    ``checkpoint_every`` optimizer steps and at the end; ``resume=True`` continues
-    from it. ``progress=None`` shows a progress bar unless ``environment.quiet()`` ran.
+    ``eval_fn(model)`` returns a dict of metrics (called in eval mode); ``on_step(step,
+    history)`` runs after every optimizer step. With ``accelerator`` (an
+    ``accelerate.Accelerator`` that prepared the model, optimizer and loader; the
+    scheduler not prepared) the same loop runs in every process: see utils/finetune.py.
     """
-    if grad_accum_steps < 1:
-        raise ValueError("grad_accum_steps must be at least 1")
-    if num_epochs is None and max_steps is None:
-        raise ValueError("give num_epochs, max_steps, or both")
-    if patience is not None and (early_stopping_metric is None or eval_fn is None):
-        raise ValueError("early stopping needs eval_fn, early_stopping_metric and patience")
-    if (resume or checkpoint_every) and checkpoint_dir is None:
-        raise ValueError("resume and checkpoint_every need a checkpoint_dir")
-    device = next(model.parameters()).device
-    chosen = _resolve_precision(precision, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=chosen.needs_grad_scaler)
-    batches_per_epoch = len(train_loader)
-    steps_per_epoch = math.ceil(batches_per_epoch / grad_accum_steps)
-    total_steps = steps_per_epoch * num_epochs if num_epochs is not None else max_steps
-    if max_steps is not None:
-        total_steps = min(total_steps, max_steps)
-    eval_every = eval_every or steps_per_epoch
-    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    if checkpoint_dir is not None:
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-
-    history = TrainingHistory()
-    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "bad_evals": 0}
-    best_state_dict = None
-    epoch_start_rng = None  # random states when the current epoch's iterator was made
-    generators = _loader_generators(train_loader)
-    resumed = load_checkpoint(checkpoint_dir) if resume else None
-    if resumed is not None:
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        if scheduler is not None and resumed["scheduler"] is not None:
-            scheduler.load_state_dict(resumed["scheduler"])
-        scaler.load_state_dict(resumed["scaler"])
-        state = resumed["state"]
-        history = resumed["history"]
-        history.resumed_from_step = state["step"]
-        if (checkpoint_dir / BEST_MODEL_FILE).exists():
-            best_state_dict = torch.load(checkpoint_dir / BEST_MODEL_FILE, map_location="cpu", weights_only=True)
-
-    def save_checkpoint() -> None:
-        atomic_save(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "scaler": scaler.state_dict(),
-                "state": dict(state),
-                "history": history,
-                "rng": _rng_state(),
-                "epoch_start_rng": epoch_start_rng,
-            },
-            checkpoint_dir / CHECKPOINT_FILE,
-        )
-
-    def evaluate_now() -> bool:
-        """Run eval_fn, log it, track the best weights; return True to stop early."""
-        nonlocal best_state_dict
-        was_training = model.training
-        eval_started = time.perf_counter()
-        metrics = eval_fn(model)
-        history.eval_seconds += time.perf_counter() - eval_started
-        model.train(was_training)
-        record = {"step": state["step"], "epoch": round(state["step"] / steps_per_epoch, 4), **metrics}
-        history.evaluations.append(record)
-        if early_stopping_metric is None:
-            return False
-        if early_stopping_metric not in metrics:
-            raise KeyError(f"eval_fn returned {sorted(metrics)}, not the early-stopping metric {early_stopping_metric!r}")
-        value = float(metrics[early_stopping_metric])
-        improved = history.best_metric is None or (
-            value > history.best_metric if greater_is_better else value < history.best_metric
-        )
-        if improved:
-            history.best_metric, history.best_step = value, state["step"]
-            state["bad_evals"] = 0
-            if restore_best:
-                best_state_dict = clone_state_dict(model)
-                if checkpoint_dir is not None:
-                    atomic_save(best_state_dict, checkpoint_dir / BEST_MODEL_FILE)
-        else:
-            state["bad_evals"] += 1
-        return patience is not None and state["bad_evals"] >= patience
-
-    show_bar = progress_bars_enabled() if progress is None else progress
-    bar = tqdm(total=total_steps, initial=state["step"], disable=not show_bar, desc="training", unit="step")
-    start = time.perf_counter()
-    model.train()
-    optimizer.zero_grad(set_to_none=True)
-    if eval_fn is not None and eval_at_start and state["step"] == 0 and not history.evaluations:
-        evaluate_now()
-    stop = state["step"] >= total_steps
-    while not stop:
-        # Build this epoch's iterator. On resume, rebuild it exactly as it was: same
-        # shuffling state, then skip the batches that were already used.
-        skip = state["batch_in_epoch"]
-        if resumed is not None and skip > 0:
-            _set_rng_state(resumed["epoch_start_rng"]["global"])
-            for generator, saved in zip(generators, resumed["epoch_start_rng"]["loaders"]):
-                generator.set_state(saved)
-        epoch_start_rng = {"global": _rng_state(), "loaders": [g.get_state() for g in generators]}
-        batches = iter(train_loader)
-        for _ in range(skip):
-            next(batches)
-        if resumed is not None:
-            _set_rng_state(resumed["rng"])
-            resumed = None
-
-        step_started = time.perf_counter()
-        micro_losses, group_examples = [], 0
-        for batch_index in range(skip, batches_per_epoch):
-            batch = move_to_device(next(batches), device)
-            group_start = (batch_index // grad_accum_steps) * grad_accum_steps
-            group_size = min(grad_accum_steps, batches_per_epoch - group_start)
-            with torch.autocast(device.type, dtype=chosen.autocast_dtype, enabled=chosen.autocast_dtype is not None):
-                loss = model(**batch).loss
-            if not torch.isfinite(loss):
-                bar.close()
-                raise TrainingDivergedError(_divergence_message(loss, state, checkpoint_dir), history)
-            scaler.scale(loss / group_size).backward()
-            micro_losses.append(loss.detach())
-            group_examples += batch_size_of(batch)
-            state["batch_in_epoch"] = batch_index + 1
-            if batch_index + 1 - group_start < group_size:
-                continue  # keep accumulating gradients
-
-            grad_norm = None
-            if max_grad_norm is not None:
-                scaler.unscale_(optimizer)
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm))
-            learning_rate = optimizer.param_groups[0]["lr"]
-            scaler.step(optimizer)
-            scaler.update()
-            if scheduler is not None:
-                scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-
-            state["step"] += 1
-            history.examples_seen += group_examples
-            history.steps.append(
-                {
-                    "step": state["step"],
-                    "epoch": round(state["step"] / steps_per_epoch, 4),
-                    "loss": float(torch.stack(micro_losses).mean()),
-                    "learning_rate": learning_rate,
-                    "grad_norm": grad_norm,
-                }
-            )
-            micro_losses, group_examples = [], 0
-            history.train_seconds += time.perf_counter() - step_started
-            bar.update(1)
-            bar.set_postfix(loss=f"{history.steps[-1]['loss']:.4f}")
-
-            stop = state["step"] >= total_steps
-            if eval_fn is not None and (state["step"] % eval_every == 0 or stop):
-                stop = evaluate_now() or stop
-                history.stopped_early = stop and state["step"] < total_steps
-            if checkpoint_dir is not None and (
-                stop or (checkpoint_every and state["step"] % checkpoint_every == 0)
-            ):
-                save_checkpoint()
-            if on_step is not None:
-                on_step(state["step"], history)
-            if stop:
-                break
-            step_started = time.perf_counter()
-        else:
-            state["epoch"] += 1
-            state["batch_in_epoch"] = 0
-    bar.close()
-    history.total_seconds += time.perf_counter() - start
-    if restore_best and best_state_dict is not None:
-        model.load_state_dict(best_state_dict)
-    return history
+    config = _settle_config(config, settings)
+    _check_arguments(config, eval_fn, scheduler)
+    steps = _steps_for(model, config, accelerator)
+    run = _Run(model, optimizer, scheduler, config, eval_fn, steps, _StepBatches(train_loader, config.grad_accum_steps))
+    if run.checkpoint_dir is not None and steps.is_main:
+        run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    if config.resume:
+        run.resume()
+    show_bar = (progress_bars_enabled() if config.progress is None else config.progress) and steps.is_main
+    bar = tqdm(total=run.total_steps(), initial=run.state.step, disable=not show_bar, desc="training", unit="step")
+    started = time.perf_counter()
+    try:
+        _loop(run, bar, on_step)
+    finally:
+        bar.close()
+        run.history.total_seconds += time.perf_counter() - started
+    return run.finish()
 
 
-def _divergence_message(loss: torch.Tensor, state: dict, checkpoint_dir: Path | None) -> str:
-    where = f"at optimizer step {state['step'] + 1} (epoch {state['epoch'] + 1}, batch {state['batch_in_epoch'] + 1})"
-    saved = load_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
-    if saved is not None:
-        kept = f"The last good checkpoint (step {saved['state']['step']}) is kept in {checkpoint_dir}; resume from it with resume=True."
-    else:
-        kept = "No checkpoint was saved (pass checkpoint_dir and checkpoint_every to keep one)."
-    return (
-        f"Training stopped: the loss became {loss.item()} {where}. {kept} "
-        "Usual fixes: a lower learning rate, gradient clipping (max_grad_norm=1.0), a longer "
-        "warmup, or bf16/fp32 instead of fp16; also check the batch for empty or broken inputs."
-    )
-
-
-def clone_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A detached CPU copy of a model's weights, e.g. to compare before and after training."""
-    return {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
+def _loop(run: _Run, bar, on_step) -> None:
+    """Notebook 03's loop: forward and backward, check, optimizer step, evaluation, checkpoint."""
+    run.model.train()
+    run.optimizer.zero_grad(set_to_none=True)
+    if run.eval_fn is not None and run.config.eval_at_start and run.state.step == 0 and not run.history.evaluations:
+        run.evaluate()
+    if run.state.step >= run.total_steps():
+        return
+    run.step_started = time.perf_counter()
+    for group in run.batches.groups(run.state):
+        loss, examples = run.forward_backward(group)
+        grad_norm = run.steps.gradient_norm(run.model, run.optimizer, run.config.max_grad_norm)
+        healthy = run.check(loss, grad_norm, len(group))
+        run.commit_pending(healthy)
+        learning_rate = run.optimizer_step()
+        run.log_step(loss, grad_norm, examples, learning_rate)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}")
+        last = run.state.step >= run.total_steps()
+        stop = run.evaluate_if_due(last) or last
+        run.checkpoint_if_due(stop, healthy)
+        if on_step is not None:
+            on_step(run.state.step, run.history)
+        if stop:
+            break
+        run.step_started = time.perf_counter()
