@@ -6,6 +6,11 @@ Every code cell runs once, in order, in a fresh kernel started in notebooks/, wi
 reference environment of tests/nbval_tolerance.py (CPU, one torch thread). Notebooks run
 side by side, one per core, as the test command runs them. The notebook files are
 rewritten in place with their new outputs; what they save goes to notebooks/outputs/.
+
+With ``--copy-to FOLDER`` the executed notebooks are written there instead, the stored
+ones are left alone: run them once more with the numeric environment changed (e.g.
+COURSE_TEST_THREADS=2, or ATEN_CPU_CAPABILITY=avx2) and compare with
+tests/compare_outputs.py to measure how far each printed number moves.
 """
 
 from __future__ import annotations
@@ -26,15 +31,17 @@ from nbval_tolerance import reference_environment
 CELL_TIMEOUT_S = 1800
 
 
-def execute(path: str) -> tuple[str, float]:
-    """Execute one notebook in place; return its name and wall time in seconds."""
+def execute(path: str, copy_to: str | None = None) -> tuple[str, float]:
+    """Execute one notebook (in place, or into ``copy_to``); return its name and wall time in seconds."""
     notebook_path = Path(path).resolve()
     notebook = nbformat.read(notebook_path, as_version=4)
     client = NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                             resources={"metadata": {"path": str(notebook_path.parent)}})  # fmt: skip
     start = time.perf_counter()
-    client.execute()
-    nbformat.write(notebook, notebook_path)
+    try:
+        client.execute()
+    finally:  # a failed run is stored too, so its error can be read in the notebook
+        nbformat.write(notebook, Path(copy_to) / notebook_path.name if copy_to else notebook_path)
     return notebook_path.name, time.perf_counter() - start
 
 
@@ -42,11 +49,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="+")
     parser.add_argument("--workers", type=int, default=min(len(os.sched_getaffinity(0)), 4))
+    parser.add_argument("--copy-to", help="write the executed notebooks into this folder instead of in place")
     arguments = parser.parse_args()
     os.environ.update(reference_environment())
     os.environ.pop("COURSE_OUTPUT_DIR", None)  # stored outputs name the default folder, outputs/
     with ProcessPoolExecutor(max_workers=max(1, arguments.workers)) as pool:
-        for name, seconds in pool.map(execute, arguments.notebooks):
+        if arguments.copy_to:
+            Path(arguments.copy_to).mkdir(parents=True, exist_ok=True)
+        runs = pool.map(execute, arguments.notebooks, [arguments.copy_to] * len(arguments.notebooks))
+        for name, seconds in runs:
             print(f"{name}: executed in {seconds:.0f} s", flush=True)
     return 0
 

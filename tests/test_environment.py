@@ -136,3 +136,22 @@ def test_memory_tracker_sees_a_large_allocation():
         block = torch.ones(64, 1024, 1024)  # 256 MiB
         block.add_(1)
     assert 200 < tracker.peak_increase_mb < 2000
+
+
+def test_saved_activation_memory_counts_what_backward_needs():
+    from tiny import pad_collate, tiny_causal_lm, tiny_examples
+
+    from utils.environment import saved_activation_mib
+
+    model = tiny_causal_lm()
+    examples = [{"input_ids": e["input_ids"], "labels": 0} for e in tiny_examples(8)]
+    batch = pad_collate(examples)
+    batch = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"], "labels": batch["input_ids"]}
+    full = saved_activation_mib(model, batch)
+    assert full > 0
+    assert all(p.grad is not None for p in model.parameters())  # the backward pass ran
+    doubled = {key: torch.cat([value, value]) for key, value in batch.items()}
+    assert abs(saved_activation_mib(model, doubled) / full - 2) < 0.25  # activations grow with the batch
+    model.gradient_checkpointing_enable()
+    model.train()
+    assert saved_activation_mib(model, batch) < full  # checkpointing keeps less until the backward pass

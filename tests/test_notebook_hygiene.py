@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import pytest
+from prose_numbers import is_printed, output_numbers, prose_numbers
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
@@ -102,3 +103,42 @@ def test_no_machine_paths_or_secrets(notebook):
         for text in [source(cell), *output_texts(cell)]:
             assert not ABSOLUTE_PATH.search(text), f"{path.name}, cell {number}: absolute path {ABSOLUTE_PATH.search(text).group(0)!r}"
             assert not SECRET.search(text), f"{path.name}, cell {number}: looks like a token or key"
+
+
+# Numbers the prose may quote although no output prints them: facts from the literature, the data's
+# documentation or a library, each with its reason. Everything else quoted must be printed.
+PROSE_NUMBERS_ALLOWED = {
+    "00_setup.ipynb": {"0.693"},  # ln 2, the loss of guessing between two classes (arithmetic)
+    "07_from_hosted_to_open_weights.ipynb": {"16,385"},  # the cookbook's per-example token limit (its constant)
+}
+
+
+def test_numbers_in_the_prose_are_numbers_the_outputs_print(notebook):
+    path, nb = notebook
+    printed = output_numbers([text for cell in nb["cells"] for text in output_texts(cell)])
+    allowed = PROSE_NUMBERS_ALLOWED.get(path.name, set())
+    unprinted = [(number, cell_number) for cell_number, cell in enumerate(nb["cells"], start=1)
+                 if cell["cell_type"] == "markdown"
+                 for number in prose_numbers(source(cell))
+                 if number not in allowed and not is_printed(number, printed)]  # fmt: skip
+    assert not unprinted, (
+        f"{path.name}: the prose quotes numbers that no output prints (number, cell): {unprinted}. "
+        "Print them, say it without the number, or allow them above with the reason."
+    )
+
+
+def test_prose_numbers_are_read_as_intended():
+    text = "Accuracy 0.8143 on 1,007 sentences, about 100 of them; `0.5555` in code; gpt-4.1-2025-04-14; 2,000."
+    assert prose_numbers(text) == ["0.8143", "1,007"]
+    printed = output_numbers(["accuracy 0.81432, n=1007"])
+    assert is_printed("0.8143", printed) and is_printed("1,007", printed) and not is_printed("0.8150", printed)
+
+
+def test_every_ignored_or_tolerant_cell_says_why(notebook):
+    path, nb = notebook
+    for number, cell in enumerate(nb["cells"], start=1):
+        for line in source(cell).splitlines():
+            stripped = line.strip()
+            if stripped.startswith("# NBVAL_IGNORE_OUTPUT"):
+                reason = stripped.removeprefix("# NBVAL_IGNORE_OUTPUT").lstrip(":").strip()
+                assert reason, f"{path.name}, cell {number}: say why its output is not compared (# NBVAL_IGNORE_OUTPUT: ...)"

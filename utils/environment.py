@@ -290,3 +290,28 @@ class MemoryTracker:
 
             peak = max(self._peak, psutil.Process().memory_info().rss)
         self.peak_increase_mb = (peak - self._baseline) / 2**20
+
+
+def saved_activation_mib(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> float:
+    """The memory autograd keeps for the backward pass of one forward pass on ``batch``, in MiB.
+
+    Counts every tensor saved for the backward pass while the forward pass runs (the
+    activations), once per storage, and leaves out the model's own parameters, which exist
+    anyway. Unlike sampling the process's memory, the count is exact and the same on every
+    machine. The backward pass is then run to release the saved tensors (gradients are
+    accumulated into ``.grad``, as in training). With gradient checkpointing, only what is kept
+    until the backward pass is counted, not the recomputation inside it.
+    """
+    parameter_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in parameter_storages:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = model(**batch).loss
+    loss.backward()
+    return sum(saved.values()) / 2**20
