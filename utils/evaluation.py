@@ -44,13 +44,21 @@ def classification_metrics(
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, loader: torch.utils.data.DataLoader) -> tuple[np.ndarray, np.ndarray, float]:
+def predict(
+    model: torch.nn.Module, loader: torch.utils.data.DataLoader, accelerator=None
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Run a classifier over a loader in eval mode.
 
     Returns ``(logits, labels, mean_loss)``: logits as float32 (n, num_classes),
     labels (n,) (empty if the batches have no labels) and the mean loss per example
     (NaN without labels). Dropout is off during the pass; the model's previous
     train/eval mode is restored afterwards, even if the pass fails.
+
+    With ``accelerator`` (an ``accelerate.Accelerator`` that prepared the model and the
+    labelled loader) every process scores its own shard, and ``gather_for_metrics`` collects
+    all of them, dropping the copies that padded the last, uneven batches: exactly one
+    prediction per example, in the loader's order, on every process. The mean loss is then
+    the cross-entropy of the gathered logits.
     """
     all_logits, all_labels, loss_sum, count = [], [], 0.0, 0
     with eval_mode(model):
@@ -58,20 +66,26 @@ def predict(model: torch.nn.Module, loader: torch.utils.data.DataLoader) -> tupl
         for batch in loader:
             batch = move_to_device(batch, device)
             output = model(**batch)
-            all_logits.append(output.logits.float().cpu())
-            if "labels" in batch:
-                size = batch["labels"].shape[0]
-                all_labels.append(batch["labels"].cpu())
-                loss_sum += float(output.loss) * size
-                count += size
-    logits = torch.cat(all_logits).numpy()
-    labels = torch.cat(all_labels).numpy() if all_labels else np.array([], dtype=np.int64)
-    return logits, labels, (loss_sum / count if count else float("nan"))
+            logits, labels = output.logits.float(), batch.get("labels")
+            if accelerator is not None:
+                logits, labels = accelerator.gather_for_metrics((logits, labels))
+            elif labels is not None:
+                loss_sum += float(output.loss) * labels.shape[0]
+                count += labels.shape[0]
+            all_logits.append(logits.cpu())
+            if labels is not None:
+                all_labels.append(labels.cpu())
+    logits = torch.cat(all_logits)
+    labels = torch.cat(all_labels) if all_labels else torch.empty(0, dtype=torch.long)
+    if accelerator is not None and len(labels):
+        loss_sum, count = float(torch.nn.functional.cross_entropy(logits, labels, reduction="sum")), len(labels)
+    return logits.numpy(), labels.numpy(), (loss_sum / count if count else float("nan"))
 
 
-def evaluate_classifier(model: torch.nn.Module, loader: torch.utils.data.DataLoader) -> dict[str, float]:
-    """Mean loss and accuracy of a classifier on a labelled loader (for ``train(eval_fn=...)``)."""
-    logits, labels, loss = predict(model, loader)
+def evaluate_classifier(model: torch.nn.Module, loader: torch.utils.data.DataLoader, accelerator=None) -> dict[str, float]:
+    """Mean loss and accuracy of a classifier on a labelled loader (for ``train(eval_fn=...)``);
+    with ``accelerator``, over all processes' shards (see ``predict``)."""
+    logits, labels, loss = predict(model, loader, accelerator)
     return {"loss": loss, "accuracy": float((logits.argmax(-1) == labels).mean())}
 
 

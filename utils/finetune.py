@@ -50,11 +50,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from utils.environment import output_dir, seed_everything
-from utils.models import DEFAULT_ENCODER, eval_mode
+from utils.evaluation import predict
+from utils.models import DEFAULT_ENCODER
 from utils.training import TrainingConfig, TrainingHistory, clone_state_dict, make_adamw, train
 
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
@@ -185,35 +185,13 @@ def _is_sharded(accelerator) -> bool:
 # ---------------------------------------------------------- distributed eval
 
 
-@torch.no_grad()
-def gather_predictions(accelerator, model: torch.nn.Module, loader) -> tuple[np.ndarray, np.ndarray, float]:
-    """``utils.evaluation.predict`` over a prepared loader in every process, gathered.
-
-    Each process scores its shard; ``accelerator.gather_for_metrics`` collects the logits
-    and labels of all processes and drops the copies that padded the last, uneven
-    batches, so there is exactly one prediction per example, in the loader's order.
-    The mean loss is the cross-entropy of the gathered logits (one value per example).
-    Returns ``(logits, labels, mean_loss)`` on every process.
-    """
-    all_logits, all_labels = [], []
-    with eval_mode(model):
-        for batch in loader:
-            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()
-            logits, labels = accelerator.gather_for_metrics((logits, batch["labels"]))
-            all_logits.append(logits.cpu())
-            all_labels.append(labels.cpu())
-    logits, labels = torch.cat(all_logits), torch.cat(all_labels)
-    loss = float(torch.nn.functional.cross_entropy(logits, labels)) if len(labels) else float("nan")
-    return logits.numpy(), labels.numpy(), loss
-
-
 def evaluate_distributed(accelerator, model: torch.nn.Module, loader) -> dict[str, float]:
     """Mean loss and accuracy over all processes' shards: ``utils.evaluation.evaluate_classifier``, distributed.
 
     ``examples`` counts the predictions kept (one per example); ``computed`` those the
     processes made, including the copies that padded uneven last batches.
     """
-    logits, labels, loss = gather_predictions(accelerator, model, loader)
+    logits, labels, loss = predict(model, loader, accelerator)
     computed = sum(int(batch["labels"].shape[0]) for batch in _batches_seen(loader))
     computed = int(accelerator.reduce(torch.tensor(computed, device=accelerator.device), reduction="sum"))
     return {"loss": loss, "accuracy": float((logits.argmax(-1) == labels).mean()), "examples": len(labels),
