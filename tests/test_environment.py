@@ -101,12 +101,14 @@ def test_seed_everything_repeats_every_generator():
     assert draw() == first
 
 
-def test_quiet_turns_off_progress_bars_and_the_training_loop_follows():
+def test_quiet_turns_off_progress_bars_and_the_training_loop_follows(monkeypatch):
+    monkeypatch.setenv("TQDM_DISABLE", "")  # restored after the test
     try:
         transformers.utils.logging.enable_progress_bar()
         assert progress_bars_enabled()
         quiet()
         assert not progress_bars_enabled()
+        assert os.environ["TQDM_DISABLE"] == "1"  # read by accelerate's and TRL's tqdm wrappers
         import datasets
 
         assert datasets.is_progress_bar_enabled() is False

@@ -151,7 +151,8 @@ def seed_everything(seed: int) -> None:
 def quiet() -> None:
     """Turn off progress bars and chatter so that notebook outputs are reproducible.
 
-    Silences the progress bars of datasets, transformers and huggingface_hub, lowers
+    Silences the progress bars of datasets, transformers, huggingface_hub and of tqdm
+    itself (``TQDM_DISABLE=1``, which accelerate's and TRL's wrappers read), lowers
     transformers' and datasets' logging to errors, and hides known harmless warnings.
     The course's training loop follows the same switch (see ``progress_bars_enabled``).
     """
@@ -159,6 +160,7 @@ def quiet() -> None:
     import huggingface_hub
     import transformers
 
+    os.environ["TQDM_DISABLE"] = "1"  # bars drawn through accelerate's and TRL's tqdm wrappers
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
