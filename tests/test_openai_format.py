@@ -182,11 +182,12 @@ def test_empty_file_is_reported(tmp_path):
 @pytest.mark.parametrize(
     "content, words",
     [
-        (gzip.compress(b'{"messages": []}\n'), "gzip"),
+        (gzip.compress(b'{"messages": []}\n', mtime=0), "gzip"),
         (b"PK\x03\x04\x14\x00\x00\x00", "zip"),
         ('{"messages": []}\n'.encode("utf-16"), "UTF-16"),
         (bytes(range(256)) * 4, "NUL bytes"),
     ],
+    ids=["gzip", "zip", "utf-16", "nul-bytes"],  # stable names: parallel workers must collect the same tests
 )
 def test_binary_files_are_refused_before_parsing(tmp_path, content, words):
     path = tmp_path / "data.jsonl"
