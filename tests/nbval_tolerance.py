@@ -289,12 +289,36 @@ def output_dir_sanitizer(sanitize):
     return sanitized
 
 
+def markers_with_reasons(find_markers):
+    """Wrap nbval's ``find_comment_markers`` so that a marker may carry its reason after a
+    colon on the same line (``# NBVAL_IGNORE_OUTPUT: timings depend on the machine``).
+
+    nbval itself recognises a marker only when it is the whole comment; without this, such
+    a line would be read as an ordinary comment and the cell's output compared after all.
+    """
+
+    def find_comment_markers(cellsource):
+        lines = []
+        for line in cellsource.splitlines():
+            comment = line.strip()
+            marker, colon, _reason = comment.partition(":")
+            if colon and comment.startswith("#") and marker.lstrip("#").strip().startswith("NBVAL_"):
+                line = marker.rstrip()
+            lines.append(line)
+        return find_markers("\n".join(lines))
+
+    return find_comment_markers
+
+
 def install() -> None:
-    """Patch nbval's cell comparison (called once, from the root conftest.py)."""
+    """Patch nbval's cell comparison and its reading of comment markers (called once, from
+    the root conftest.py)."""
+    import nbval.plugin
     from nbval.plugin import IPyNbCell
 
     if getattr(IPyNbCell, "_course_tolerant", False):
         return
     IPyNbCell.compare_outputs = tolerant_compare_outputs(IPyNbCell.compare_outputs)
     IPyNbCell.sanitize = output_dir_sanitizer(IPyNbCell.sanitize)
+    nbval.plugin.find_comment_markers = markers_with_reasons(nbval.plugin.find_comment_markers)
     IPyNbCell._course_tolerant = True

@@ -161,3 +161,12 @@ def test_nbval_accepts_float_noise_and_reports_a_real_difference(tmp_path):
     failing = run_nbval(tmp_path, "print('loss', 2.4759)", "loss 2.4752\n")
     assert failing.returncode == 1
     assert "number 2.4752 on line 1 ('loss 2.4752'): got 2.4759, which differs by 0.0007" in failing.stdout
+
+
+def test_an_ignored_cell_may_say_why_on_the_marker_line(tmp_path):
+    source = "# NBVAL_IGNORE_OUTPUT: run time and memory depend on the machine\nprint('peak memory 3191 MiB')"
+    passing = run_nbval(tmp_path, source, "peak memory 3174 MiB\n")
+    assert passing.returncode == 0, passing.stdout[-2000:]
+    compared = run_nbval(tmp_path, "# a comment that names no marker: 1\nprint('peak memory 3191 MiB')",
+                         "peak memory 3174 MiB\n")  # fmt: skip
+    assert compared.returncode == 1
