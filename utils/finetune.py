@@ -38,15 +38,17 @@ run small 2-process CPU jobs with ``accelerate.debug_launcher`` and return figur
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
+import logging
 import math
 import os
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -123,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--no-group-by-length", dest="group_by_length", action="store_false", help="plain shuffled batches")
     add("--no-fused", dest="fused", action="store_false", help="torch's default AdamW instead of the fused one")
     add("--seed", type=int, default=defaults.seed, help="model head, data order and dropout (default: %(default)s)")
-    add("--output-dir", default=defaults.output_dir, help="model, metrics and checkpoints (default: %(default)s)")
+    add("--output-dir", default=defaults.output_dir,
+        help="model, metrics and checkpoints (default: finetune in the course's output folder, "
+             "$COURSE_OUTPUT_DIR or else outputs)")  # fmt: skip
     add("--checkpoint-every", type=int, help="checkpoint every N optimizer steps (in OUTPUT_DIR/checkpoints)")
     add("--resume", action="store_true", help="continue from the newest checkpoint in OUTPUT_DIR/checkpoints")
     add("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
@@ -569,6 +573,18 @@ class ResumeReport:
     same_losses: bool
 
 
+@contextlib.contextmanager
+def _spawn_warnings_off() -> Iterator[None]:
+    """Silence torch's process launcher's warnings (errors still show) for a block."""
+    logger = logging.getLogger("torch.multiprocessing.spawn")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def resume_check(
     task: ClassifierTask | None = None,
     settings: CheckSettings | None = None,
@@ -588,7 +604,8 @@ def resume_check(
     with tempfile.TemporaryDirectory() as checkpoints:
         saving = CheckSettings(**{**asdict(settings), "checkpoint_dir": checkpoints, "checkpoint_every": checkpoint_every})
         try:
-            launch_on_cpu(task, CheckSettings(**{**asdict(saving), "kill_at_step": kill_at_step}), num_processes)
+            with _spawn_warnings_off():  # torch warns, with a timestamp, that it ends the killed run's other processes
+                launch_on_cpu(task, CheckSettings(**{**asdict(saving), "kill_at_step": kill_at_step}), num_processes)
         except Exception as error:  # the launcher reports the killed processes
             if "signal" not in str(error).lower() and "exit" not in str(error).lower():
                 raise
