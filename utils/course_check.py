@@ -32,6 +32,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 HEADLINE_TAG = "headline"
+VERDICT_PREFIX = "Verdict: "  # the lines utils.evaluation.verdict prints
 CELL_TIMEOUT_S = 1800
 MIB_PER_GIB = 1024
 
@@ -85,8 +86,17 @@ def output_text(cell: nbformat.NotebookNode) -> str:
 
 
 def headline_cells(notebook: nbformat.NotebookNode) -> list[int]:
-    """Indices of the cells tagged ``headline``."""
-    return [i for i, cell in enumerate(notebook.cells) if HEADLINE_TAG in cell.get("metadata", {}).get("tags", [])]
+    """Indices of the cells tagged ``headline``, and of the code cells whose stored output prints a verdict
+    (a line starting ``Verdict: ``); exercise solutions excepted."""
+    return [i for i, cell in enumerate(notebook.cells) if _is_headline(cell)]
+
+
+def _is_headline(cell: nbformat.NotebookNode) -> bool:
+    tags = cell.get("metadata", {}).get("tags", [])
+    if HEADLINE_TAG in tags:
+        return True
+    prints_verdict = any(line.startswith(VERDICT_PREFIX) for line in output_text(cell).splitlines())
+    return cell.get("cell_type") == "code" and "solution" not in tags and prints_verdict
 
 
 def first_error(notebook: nbformat.NotebookNode) -> str | None:

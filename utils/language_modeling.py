@@ -353,3 +353,53 @@ def _last_position_logprobs(
     input_ids, mask, positions = input_ids.to(device), mask.to(device), positions.to(device)
     logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, logits_to_keep=1, **options).logits
     return torch.log_softmax(logits[:, -1].float(), dim=-1)
+
+
+# ---------------------------------------------------------- membership (contamination)
+
+
+def token_logprobs(
+    model: torch.nn.Module, token_lists: Sequence[Sequence[int]], start_token_id: int, batch_size: int = 32
+) -> list[np.ndarray]:
+    """The log-probability the model gives each token of each text, given the tokens before it.
+
+    Every text is read after ``start_token_id`` (e.g. the tokenizer's ``<|endoftext|>``), so its first
+    token is scored too. Returns one float32 array per text, in the order given. Texts are batched
+    shortest first and right-padded; padding never reaches a text's own positions.
+    """
+    if any(len(tokens) == 0 for tokens in token_lists):
+        raise ValueError("every text needs at least one token")
+    results: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(token_lists)
+    by_length = sorted(range(len(token_lists)), key=lambda index: len(token_lists[index]))
+    with eval_mode(model), torch.no_grad():
+        device = next(model.parameters()).device
+        for start in range(0, len(by_length), batch_size):
+            rows = by_length[start : start + batch_size]
+            longest = max(len(token_lists[row]) for row in rows)
+            input_ids = torch.full((len(rows), longest + 1), start_token_id, dtype=torch.long)
+            mask = torch.zeros_like(input_ids)
+            for position, row in enumerate(rows):
+                tokens = [start_token_id, *token_lists[row]]
+                input_ids[position, : len(tokens)] = torch.tensor(tokens)
+                mask[position, : len(tokens)] = 1
+            logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float()
+            logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, input_ids[:, 1:, None].to(device))[..., 0]
+            for position, row in enumerate(rows):
+                results[row] = logprobs[position, : len(token_lists[row])].cpu().numpy()
+    return results
+
+
+def min_k_percent_prob(logprobs: np.ndarray, k: float = 0.2) -> float:
+    """Min-K% Prob (Shi et al., ICLR 2024): the mean log-probability of a text's least likely ``k`` share
+    of tokens (at least one). Texts a model saw in pretraining tend to have fewer very unlikely tokens,
+    so a higher value hints at membership.
+
+    >>> min_k_percent_prob(np.array([-1.0, -5.0, -0.5, -3.0, -0.1]), k=0.4)
+    -4.0
+    """
+    if not 0 < k <= 1:
+        raise ValueError(f"k is a share of the tokens between 0 and 1 (e.g. 0.2), not {k}.")
+    if len(logprobs) == 0:
+        raise ValueError("a text with no tokens has no Min-K% Prob")
+    count = max(1, int(math.ceil(k * len(logprobs))))
+    return float(np.sort(np.asarray(logprobs, dtype=np.float64))[:count].mean())
