@@ -417,7 +417,8 @@ def seed_paired_interval(differences: Sequence[Sequence[float]], confidence: flo
     Welch-Satterthwaite degrees of freedom of that sum: with few seeds and a seed term that
     dominates, that is about S - 1, as in a paired t-test over seeds.
     Returns ``(mean difference, lower, upper)``; half the width is the smallest mean
-    difference this design can tell from zero.
+    difference this design can tell from zero. Given the scores themselves instead of
+    differences, it is the interval of a recipe's mean score.
 
     >>> mean, lower, upper = seed_paired_interval([[0.1, 0.3], [0.2, 0.4]])
     >>> round(mean, 2), lower < mean < upper
