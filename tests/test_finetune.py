@@ -8,12 +8,10 @@ from pathlib import Path
 
 import datasets
 import pytest
-import torch
 from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.commands.launch import _validate_launch_command, launch_command_parser
 from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
-from tiny import pad_collate, tiny_classifier, tiny_examples
-from transformers import BertConfig, BertForSequenceClassification
+from tiny import pad_collate, save_tiny_bert, tiny_classifier, tiny_examples
 
 from utils.finetune import (
     CheckSettings,
@@ -25,7 +23,6 @@ from utils.finetune import (
     parse_options,
     resume_check,
 )
-from utils.models import load_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "utils" / "launch_configs"
@@ -126,14 +123,7 @@ def test_the_slurm_example_launches_the_same_script_on_every_node():
 @pytest.fixture(scope="module")
 def tiny_model_folder(tmp_path_factory):
     """A tiny random BERT with MiniLM's vocabulary and tokenizer, saved like a real model."""
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = load_tokenizer("minilm")
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=64, num_labels=2)  # fmt: skip
-    torch.manual_seed(0)
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
 def script_options(model, output, *extra):
@@ -171,3 +161,4 @@ def test_the_script_runs_unchanged_under_torchrun_and_resumes(tiny_model_folder,
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = last_json_line(done.stdout)
     assert metrics["resumed_from_step"] == 1 and metrics["optimizer_steps"] == 2
+
