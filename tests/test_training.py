@@ -551,3 +551,10 @@ def test_a_missing_training_state_is_the_same_error_when_loading_and_when_resumi
         load_checkpoint(tmp_path)
     with pytest.raises(CheckpointError, match=expected):
         train(*make_run()[:3], max_steps=4, checkpoint_dir=tmp_path, resume=True, progress=False)
+
+
+def test_a_damaged_latest_json_is_named(tmp_path):
+    saved_run(tmp_path)
+    (tmp_path / LATEST_FILE).write_text('{"step": 2, "folder": ')
+    with pytest.raises(CheckpointError, match=r"latest.json is not valid JSON .*: the file is damaged"):
+        train(*make_run()[:3], max_steps=4, checkpoint_dir=tmp_path, resume=True, progress=False)

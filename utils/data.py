@@ -458,9 +458,8 @@ def load_labelled_file(
     written in two ways ("Positive" and "positive", "1" and "1.0", or two Unicode spellings
     that look the same); labels are outside ``label_names``; or there is only one class.
 
-    Nothing is dropped or changed silently. Duplicates (same label, and the same text, or
-    texts that differ only in Unicode form or spacing: ``text_key``) are dropped when
-    ``drop_duplicates``; spaces around texts and labels are removed; both are
+    Nothing is dropped or changed silently. Duplicates (same label and ``text_key``: Unicode
+    form and spacing aside) are dropped when ``drop_duplicates``; spaces around texts and labels are removed; both are
     reported, as are texts that appear with different labels and (with a ``tokenizer`` and
     ``max_length``) texts that will be truncated. A ``.tsv`` file is read literally, as TSV
     is defined (no CSV quoting: quotes are part of the text). Print the returned ``DataReport``.
@@ -1084,12 +1083,8 @@ def _label_sort_key(label: str) -> tuple[int, float, str]:
 def _note_duplicates(
     cells: _Cells, texts: list[str], labels: list[str], report: DataReport, drop_duplicates: bool
 ) -> list[int]:
-    """Count and note duplicates and texts with several labels; return the rows to keep.
-
-    Texts are compared by ``text_key``: two texts that differ only in Unicode form (an accent
-    stored composed or as a separate mark) or in spacing are the same text, noted apart from
-    exact duplicates.
-    """
+    """Count and note duplicates and texts with several labels (texts compared by ``text_key``, so Unicode
+    forms and spacing are noted apart from exact duplicates); return the rows to keep."""
     keys = [text_key(text) for text in texts]
     first: dict[str, int] = {}  # key -> the row where it first appears
     other_labels: dict[tuple[str, str], int] = {}  # (key, label) -> first row, for a text's second, third... label

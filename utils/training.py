@@ -1080,15 +1080,7 @@ def train(
     _check_arguments(config, eval_fn, scheduler)
     steps = _steps_for(model, config, accelerator)
     run = _Run(model, optimizer, scheduler, config, eval_fn, steps, _StepBatches(train_loader, config.grad_accum_steps))
-    if config.resume and not run.checkpoint_dir.is_dir():
-        raise CheckpointError(
-            f"resume=True, but the checkpoint folder {run.checkpoint_dir} does not exist: nothing to resume. "
-            "Check its name, or pass resume=False to start a new run."
-        )
-    if run.checkpoint_dir is not None and steps.is_main:
-        run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    if config.resume:
-        run.resume()
+    _open_checkpoints(run)
     show_bar = (progress_bars_enabled() if config.progress is None else config.progress) and steps.is_main
     bar = tqdm(total=run.total_steps(), initial=run.state.step, disable=not show_bar, desc="training", unit="step")
     started = time.perf_counter()
@@ -1098,6 +1090,20 @@ def train(
         bar.close()
         run.history.total_seconds += time.perf_counter() - started
     return run.finish()
+
+
+def _open_checkpoints(run: _Run) -> None:
+    """Make the checkpoint folder (main process) and, with ``resume``, continue from it; a folder that does
+    not exist is refused before anything is created, one without a checkpoint by ``_Run.resume``."""
+    if run.config.resume and not run.checkpoint_dir.is_dir():
+        raise CheckpointError(
+            f"resume=True, but the checkpoint folder {run.checkpoint_dir} does not exist: nothing to resume. "
+            "Check its name, or pass resume=False to start a new run."
+        )
+    if run.checkpoint_dir is not None and run.steps.is_main:
+        run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    if run.config.resume:
+        run.resume()
 
 
 def _loop(run: _Run, bar, on_step) -> None:
