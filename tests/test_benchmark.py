@@ -1,10 +1,26 @@
-"""The throughput benchmark runs both sides and reports a ratio (its speed is not asserted)."""
+"""The throughput benchmark times both sides over the same steps and reports a consistent ratio (its speed is
+not asserted: that depends on the machine)."""
 
+import pytest
 import torch
-from transformers import BertConfig, BertForSequenceClassification
+from tiny import save_tiny_bert
 
-from utils.benchmark import BenchmarkSettings, _timing, compare, main
+from utils.benchmark import (
+    BenchmarkSettings,
+    _timing,
+    compare,
+    main,
+    time_course_loop,
+    time_trainer,
+    training_sentences,
+)
 from utils.models import load_tokenizer
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory):
+    folder = save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), num_layers=1)
+    return BenchmarkSettings(model=str(folder), num_examples=48, batch_size=8, max_length=16, rounds=1)
 
 
 def test_step_times_are_the_gaps_between_step_ends():
@@ -12,14 +28,23 @@ def test_step_times_are_the_gaps_between_step_ends():
     assert timing.step_seconds == [0.5, 1.0] and timing.examples_per_second == 15.0
 
 
-def test_the_benchmark_compares_both_sides_on_a_tiny_model(tmp_path, capsys):
-    tokenizer = load_tokenizer("minilm")
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=64, num_labels=2)  # fmt: skip
-    torch.manual_seed(0)
-    BertForSequenceClassification(config).save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
-    result = compare(BenchmarkSettings(model=str(tmp_path), num_examples=48, batch_size=8, max_length=16, rounds=1))
-    assert result["examples"] == 48 and result["ratio"] > 0 and len(result["round_ratios"]) == 1
-    assert main(["--model", str(tmp_path), "--num-examples", "24", "--batch-size", "8", "--rounds", "1"]) == 0
+def test_both_sides_time_one_epoch_of_the_same_steps(settings):
+    tokenizer = load_tokenizer(settings.model)
+    tokenized = training_sentences(settings, tokenizer)
+    loop = time_course_loop(settings, tokenized, tokenizer, torch.device("cpu"))
+    trainer = time_trainer(settings, tokenized, tokenizer, torch.device("cpu"))
+    steps = len(tokenized) // settings.batch_size  # 48 examples in batches of 8: 6 optimizer steps each
+    assert len(tokenized) == 48 and len(loop.step_seconds) == len(trainer.step_seconds) == steps - 1
+    assert all(seconds > 0 for seconds in loop.step_seconds + trainer.step_seconds)
+    assert 0 < loop.examples_per_second < float("inf") and 0 < trainer.examples_per_second < float("inf")
+
+
+def test_the_ratio_is_the_loops_throughput_over_the_trainers(settings, capsys):
+    reports = []
+    result = compare(settings, report=reports.append)
+    assert result["examples"] == 48 and len(reports) == 1 and reports[0].startswith("round 1: median step")
+    ratio = result["utils_loop_examples_per_second"] / result["trainer_examples_per_second"]
+    assert result["ratio"] == pytest.approx(ratio) and result["round_ratios"] == [result["ratio"]]
+    assert len(result["whole_run_ratios"]) == 1 and result["whole_run_ratios"][0] > 0
+    assert main(["--model", settings.model, "--num-examples", "24", "--batch-size", "8", "--rounds", "1"]) == 0
     assert "utils-loop/Trainer throughput ratio" in capsys.readouterr().out

@@ -65,7 +65,7 @@ SPECIFIERS += ["==1.*", "!=1.*", "==1.0.*", "!=1.0.*", "==2.*", "==1!0.*", "==1.
 
 def test_versions_sort_as_pep_440_says():
     by_packaging = sorted(VERSIONS, key=PackagingVersion)
-    by_colab = sorted(VERSIONS, key=lambda text: parse_version(text).key())
+    by_colab = sorted(VERSIONS, key=parse_version)
     assert [PackagingVersion(v) for v in by_colab] == [PackagingVersion(v) for v in by_packaging]
 
 
@@ -199,9 +199,10 @@ def test_check_requirements_names_what_is_missing(tmp_path):
     colab.check_requirements(tmp_path)
 
 
-def test_the_script_reads_only_the_standard_library():
+def test_the_script_reads_only_the_standard_library_and_packaging_which_colab_ships():
     imports = re.findall(r"^(?:from|import) (\w+)", Path(colab.__file__).read_text(), flags=re.MULTILINE)
-    assert set(imports) <= set(sys.stdlib_module_names) | {"__future__"}
+    assert set(imports) <= set(sys.stdlib_module_names) | {"__future__", "packaging"}
+    assert "packaging" in colab_versions(), "Colab's image must ship packaging"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])

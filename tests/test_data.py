@@ -351,3 +351,82 @@ def test_tokenized_splits_have_model_inputs_only_and_loaders_pad_per_batch(split
     assert first_epoch == [b["labels"].tolist() for b in make_train_loader(tokenized, tokenizer, 20, seed=0)]
     in_order = torch.cat([b["labels"] for b in make_eval_loader(tokenized, tokenizer)]).tolist()
     assert in_order == tokenized["labels"]
+
+
+# ---- inputs that used to pass silently
+
+
+def write_split(folder: Path, split: str, rows: list[tuple[str, str]]) -> Path:
+    path = folder / f"{split}.csv"
+    path.write_text("text,label\n" + "".join(f'"{text}",{label}\n' for text, label in rows), encoding="utf-8")
+    return path
+
+
+def review_rows(start: int, count: int) -> list[tuple[str, str]]:
+    return [(f"review number {i}", "positive" if i % 2 else "negative") for i in range(start, start + count)]
+
+
+def test_a_test_file_that_repeats_the_training_file_is_refused_with_counts_and_lines(tmp_path):
+    write_split(tmp_path, "train", review_rows(0, 20))
+    write_split(tmp_path, "validation", review_rows(100, 6))
+    test_file = write_split(tmp_path, "test", review_rows(0, 20))
+    before = test_file.read_bytes()
+    expected = (r"texts are shared between splits .*: 20 text\(s\) of test.csv also in train.csv \(test.csv line 2 = "
+                r"train.csv line 2, .* and 15 more\)\. A model would be evaluated on texts it was trained on")  # fmt: skip
+    with pytest.raises(DataValidationError, match=expected):
+        load_sentiment_dataset(str(tmp_path))
+    assert test_file.read_bytes() == before
+    with pytest.warns(UserWarning, match=r"20 text\(s\) of test.csv also in train.csv"):
+        loaded = load_sentiment_dataset(str(tmp_path), allow_split_overlap=True)
+    assert loaded["test"].num_rows == 20
+
+
+def test_texts_that_differ_only_in_unicode_form_or_spaces_count_as_shared(tmp_path):
+    write_split(tmp_path, "train", [("un film trop Cafe\u0301", "negative"), *review_rows(0, 10)])
+    write_split(tmp_path, "validation", [("un film  trop Caf\u00e9 ", "negative"), *review_rows(50, 4)])
+    with pytest.raises(DataValidationError, match=r"1 text\(s\) of validation.csv also in train.csv \(validation.csv "
+                                                  r"line 2 = train.csv line 2\)"):  # fmt: skip
+        load_sentiment_dataset(str(tmp_path))
+
+
+def test_within_one_file_unicode_variants_are_duplicates_and_reported(tmp_path):
+    path = write_split(tmp_path, "reviews", [("Cafe\u0301 scene", "positive"), ("Caf\u00e9  scene", "positive"),
+                                              ("other", "negative")])  # fmt: skip
+    dataset, report = load_labelled_file(path)
+    assert dataset["text"] == ["Cafe\u0301 scene", "other"] and report.duplicates_dropped == 1
+    assert "duplicates that differ only in Unicode form or spacing dropped on line(s) 3" in str(report)
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (["pos", "positive", "neg", "negative"], (r"has the labels 'neg' and 'negative' \(first on lines 4 / 5\): the "
+                                                 r"first looks like an abbreviation of the second")),
+        (["0.25", "0.5", "0.75", "1"], (r"holds fractions such as '0.25' \(first on line 2; 4 different values in all\)"
+                                       r": scores or ratings, not classes")),
+    ],
+)
+def test_labels_that_would_silently_become_extra_classes_are_refused(tmp_path, labels, message):
+    path = write_split(tmp_path, "reviews", [(f"text {i}", label) for i, label in enumerate(labels)])
+    with pytest.raises(DataValidationError, match=message):
+        load_labelled_file(path)
+    dataset, _ = load_labelled_file(path, label_names=labels)  # declared classes are taken as they are
+    assert dataset.features["label"].names == labels
+
+
+def test_a_nul_character_inside_a_text_is_refused(tmp_path):
+    path = tmp_path / "reviews.jsonl"
+    path.write_text('{"text": "fine", "label": "positive"}\n{"text": "bad\\u0000film", "label": "negative"}\n')
+    with pytest.raises(DataValidationError, match=r"holds a zero character \(NUL, \\u0000\) inside the text on line"
+                                                  r"\(s\) 2"):  # fmt: skip
+        load_labelled_file(path)
+
+
+def test_messages_about_many_classes_stay_short(tmp_path):
+    path = write_split(tmp_path, "reviews", [(f"text {i}", f"class{i}") for i in range(2_000)])
+    with pytest.raises(DataValidationError) as too_small:
+        load_sentiment_dataset(str(path))
+    assert "and 1,990 more" in str(too_small.value) and len(str(too_small.value)) < 1_500
+    with pytest.raises(DataValidationError) as unknown:
+        load_labelled_file(path, label_names=[f"other{i}" for i in range(2_000)])
+    assert "... and 1,990 more]" in str(unknown.value) and len(str(unknown.value)) < 1_500

@@ -2,18 +2,17 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import datasets
 import pytest
-import torch
 from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.commands.launch import _validate_launch_command, launch_command_parser
 from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
-from tiny import pad_collate, tiny_classifier, tiny_examples
-from transformers import BertConfig, BertForSequenceClassification
+from tiny import pad_collate, save_tiny_bert, tiny_classifier, tiny_examples
 
 from utils.finetune import (
     CheckSettings,
@@ -25,7 +24,6 @@ from utils.finetune import (
     parse_options,
     resume_check,
 )
-from utils.models import load_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "utils" / "launch_configs"
@@ -126,14 +124,7 @@ def test_the_slurm_example_launches_the_same_script_on_every_node():
 @pytest.fixture(scope="module")
 def tiny_model_folder(tmp_path_factory):
     """A tiny random BERT with MiniLM's vocabulary and tokenizer, saved like a real model."""
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = load_tokenizer("minilm")
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=64, num_labels=2)  # fmt: skip
-    torch.manual_seed(0)
-    BertForSequenceClassification(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
 def script_options(model, output, *extra):
@@ -171,3 +162,56 @@ def test_the_script_runs_unchanged_under_torchrun_and_resumes(tiny_model_folder,
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = last_json_line(done.stdout)
     assert metrics["resumed_from_step"] == 1 and metrics["optimizer_steps"] == 2
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--max-grad-norm", "-1"], r"--max-grad-norm must be a positive, finite number .*not -1.0: .*flips"),
+        (["--learning-rate", "0"], r"--learning-rate must be a positive, finite number such as 5e-5, not 0.0"),
+        (["--learning-rate", "nan"], r"--learning-rate must be .*not nan"),
+        (["--learning-rate", "inf"], r"--learning-rate must be .*not inf"),
+        (["--weight-decay", "-0.1"], r"--weight-decay must be a finite number of at least 0 .*not -0.1"),
+        (["--dropout", "1.5"], r"--dropout must be a probability in \[0, 1\) such as 0.1, not 1.5"),
+        (["--dropout", "-0.1"], r"--dropout must be a probability in \[0, 1\)"),
+        (["--precision", "fp16", "--cpu"], r"--precision must be 'fp32' or 'auto' on a CPU, not 'fp16'"),
+    ],
+)
+def test_the_script_refuses_settings_out_of_range_before_loading_anything(option, message, capsys):
+    with pytest.raises(SystemExit) as exit_status:
+        parse_options(option)
+    assert exit_status.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def run_script(*arguments):
+    command = [sys.executable, "-m", "utils.finetune", *arguments]
+    return subprocess.run(command, cwd=ROOT, env=LAUNCH_ENV, capture_output=True, text=True, timeout=300, check=False)
+
+
+def assert_one_line_error(done, message):
+    """Exit status 2, the message on stderr's last line, no traceback, no metrics."""
+    assert done.returncode == 2 and "Traceback" not in done.stderr and not done.stdout.strip(), done.stderr[-2000:]
+    assert re.search(message, done.stderr.strip().splitlines()[-1]), done.stderr[-2000:]
+
+
+def test_a_max_length_beyond_the_models_positions_is_refused_in_one_line(tiny_model_folder, tmp_path):
+    done = run_script(*script_options(tiny_model_folder, tmp_path, "--max-length", "100", "--max-steps", "1"))
+    assert_one_line_error(done, r"error: --max-length must be at most 64, the positions .* has, not 100")
+    assert not (tmp_path / "model").exists()
+
+
+def test_a_three_class_file_is_refused_in_one_line_before_training(tiny_model_folder, tmp_path):
+    data = tmp_path / "three.csv"
+    rows = [f"text {i} {['good', 'bad', 'meh'][i % 3]},{['positive', 'negative', 'neutral'][i % 3]}" for i in range(60)]
+    data.write_text("text,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    done = run_script(*script_options(tiny_model_folder, tmp_path / "out", "--data", str(data), "--max-steps", "1"))
+    assert_one_line_error(done, r"error: --data .*three.csv has 3 classes \(negative, neutral, positive\), but this "
+                                r"script fine-tunes a classifier of 2 \(negative, positive\)")  # fmt: skip
+    assert not (tmp_path / "out" / "model").exists()
+
+
+def test_resume_without_a_checkpoint_is_one_line_not_a_fresh_run(tiny_model_folder, tmp_path):
+    done = run_script(*script_options(tiny_model_folder, tmp_path, "--max-steps", "1", "--resume"))
+    assert_one_line_error(done, r"error: resume=True, but the checkpoint folder .*checkpoints does not exist")
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "model").exists()

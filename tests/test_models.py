@@ -7,6 +7,7 @@ from transformers import AutoModelForSequenceClassification
 
 from utils import models
 from utils.models import ModelLoadError, count_parameters, load_causal_lm, load_classifier, load_tokenizer
+from utils.settings_checks import SettingsError
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +101,14 @@ def test_a_saved_mean_pooling_model_reloads_with_its_own_head(minilm_tokenizer, 
 def test_an_unknown_pooling_is_refused():
     with pytest.raises(ValueError, match="pooling must be one of"):
         load_classifier("minilm", pooling="max")
+
+
+@pytest.mark.parametrize("dropout", [1.0, -0.1, 1.5])
+def test_a_dropout_outside_zero_to_one_is_refused_before_the_model_loads(dropout, monkeypatch):
+    def no_loading(name):
+        raise AssertionError("the model was looked up")
+
+    monkeypatch.setattr(models, "resolve_model_source", no_loading)
+    with pytest.raises(SettingsError, match=rf"hidden_dropout_prob must be a probability in \[0, 1\) such as 0.1, "
+                                            rf"not {dropout}"):  # fmt: skip
+        models.load_classifier("minilm", hidden_dropout_prob=dropout)

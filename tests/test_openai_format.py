@@ -25,6 +25,7 @@ from utils.openai_format import (
     validate_files,
     write_jsonl,
 )
+from utils.token_costs import count_record_tokens, load_encoding
 
 DATA = Path(__file__).parent / "data_files" / "openai"
 CHAT_DEFECTS = DATA / "chat_defects_train.jsonl"
@@ -389,3 +390,67 @@ def test_sft_trainer_keeps_the_labels_of_a_pretokenized_dataset(tokenizer, tmp_p
     assert trainer.train_dataset["labels"] == [row["labels"] for row in rows]
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
     assert int((batch["labels"][1] != IGNORE_INDEX).sum()) == sum(label != IGNORE_INDEX for label in rows[1]["labels"])
+
+
+# ---- inputs that used to pass, or gave misleading errors
+
+
+def chat_line(*messages, **record) -> str:
+    return json.dumps({"messages": list(messages), **record})
+
+
+USER = {"role": "user", "content": "Is this review positive? 'A delight.'"}
+ANSWER = {"role": "assistant", "content": "positive"}
+
+
+def validate_lines(tmp_path, lines, name="train.jsonl", prefix=b"", **options):
+    path = tmp_path / name
+    path.write_bytes(prefix + "".join(line + "\n" for line in lines).encode("utf-8"))
+    before = path.read_bytes()
+    report = validate_files(path, **options)
+    assert path.read_bytes() == before
+    return report
+
+
+def test_a_chat_that_ends_with_a_user_turn_is_reported(tmp_path):
+    report = validate_lines(tmp_path, [chat_line(USER, ANSWER, USER)])
+    assert report.counts == {"last_message_not_assistant": 1}
+    assert "train.jsonl line 1: the last message has the role user" in str(report)
+
+
+def test_a_record_over_the_default_context_limit_is_reported(tmp_path):
+    long_answer = {"role": "assistant", "content": "good " * 70_000}
+    report = validate_lines(tmp_path, [chat_line(USER, long_answer)])
+    assert report.counts == {"over_context_limit": 1} and ", over the limit of 65,536" in str(report)
+    assert validate_lines(tmp_path, [chat_line(USER, long_answer)], context_limit=None).ok
+
+
+def test_a_name_that_is_not_text_is_reported(tmp_path):
+    report = validate_lines(tmp_path, [chat_line({**USER, "name": 5}, ANSWER)])
+    assert report.counts == {"invalid_name": 1} and "message 1 has the name 5" in str(report)
+
+
+def test_a_byte_order_mark_is_reported_and_the_line_still_checked(tmp_path):
+    report = validate_lines(tmp_path, [chat_line(USER, ANSWER)], prefix=b"\xef\xbb\xbf")
+    assert report.counts == {"byte_order_mark": 1}
+    assert "train.jsonl line 1: the file starts with a UTF-8 byte-order mark (BOM)" in str(report)
+
+
+def test_a_five_thousand_digit_weight_is_named_as_such(tmp_path):
+    line = chat_line(USER, ANSWER).replace('"positive"}', '"positive", "weight": ' + "1" * 5_000 + "}")
+    report = validate_lines(tmp_path, [line, chat_line(USER, ANSWER)])
+    assert report.counts == {"invalid_json": 1}
+    assert "a number with 5,000 digits (starting 11111111...)" in str(report) and len(str(report)) < 1_000
+
+
+def test_counting_an_unvalidated_record_says_what_is_wrong():
+    encoding = load_encoding("o200k_base")
+    with pytest.raises(ValueError, match=r"cannot count the tokens of this chat record \(message_missing_key: "
+                                         r"message 1 has no \"content\".*check the file with validate_files first"):  # fmt: skip
+        count_record_tokens({"messages": [{"role": "user"}]}, encoding)
+
+
+def test_listings_in_reports_are_capped(tmp_path):
+    many_keys = {**USER, **{f"extra{i}": 1 for i in range(20_000)}}
+    report = validate_lines(tmp_path, [chat_line(many_keys, ANSWER)])
+    assert "and 19,990 more" in str(report) and len(str(report)) < 1_500

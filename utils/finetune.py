@@ -57,8 +57,18 @@ import torch
 from utils.environment import output_dir, seed_everything
 from utils.evaluation import predict
 from utils.models import DEFAULT_ENCODER
+from utils.settings_checks import (
+    SettingsError,
+    check_dropout,
+    check_learning_rate,
+    check_max_grad_norm,
+    check_max_length,
+    check_precision_for_device,
+    check_weight_decay,
+)
 from utils.training import TrainingConfig, TrainingHistory, clone_state_dict, make_adamw, train
 
+PROG = "python -m utils.finetune"
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 TO_ACCELERATE = {"fp32": "no", "bf16": "bf16", "fp16": "fp16"}
 
@@ -98,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m utils.finetune``."""
     defaults = FinetuneOptions()
     parser = argparse.ArgumentParser(
-        prog="python -m utils.finetune",
+        prog=PROG,
         description="Fine-tune a sentiment classifier (MiniLM by default) in one or many processes.",
         epilog="Launch with accelerate launch or torchrun for several processes; see the module docstring.",
     )
@@ -149,7 +159,46 @@ def parse_options(argv: Sequence[str] | None = None) -> FinetuneOptions:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, not {value}")
     if not 0 <= options.warmup_fraction < 1:
         parser.error(f"--warmup-fraction must be in [0, 1), not {options.warmup_fraction}")
+    try:
+        check_option_ranges(options)
+    except SettingsError as error:
+        parser.error(str(error))
     return options
+
+
+def check_option_ranges(options: FinetuneOptions) -> None:
+    """The numbers and the precision in their allowed ranges (``SettingsError`` naming the option otherwise)."""
+    check_learning_rate(options.learning_rate, "--learning-rate")
+    check_weight_decay(options.weight_decay, "--weight-decay")
+    check_max_grad_norm(options.max_grad_norm, "--max-grad-norm")
+    if options.dropout is not None:
+        check_dropout(options.dropout, "--dropout")
+    check_precision_for_device(options.precision, options.cpu or not torch.cuda.is_available(), "--precision")
+
+
+def check_max_length_fits(options: FinetuneOptions) -> None:
+    """``--max-length`` within the model's position embeddings, read from its config before the model loads."""
+    from transformers import AutoConfig
+
+    from utils.models import resolve_model_source
+
+    config = AutoConfig.from_pretrained(resolve_model_source(options.model))
+    check_max_length(options.max_length, getattr(config, "max_position_embeddings", None), options.model, "--max-length")
+
+
+def check_class_count(dataset, data: str) -> None:
+    """The data's classes must be the classifier's: as many as ``SENTIMENT_LABELS``."""
+    from utils.data import SENTIMENT_LABELS
+    from utils.messages import listing
+
+    feature = dataset.features["label"]
+    names = [str(name) for name in feature.names] if hasattr(feature, "names") else sorted(set(dataset["label"]))
+    if len(names) != len(SENTIMENT_LABELS):
+        raise SettingsError(
+            f"--data {data} has {len(names)} classes ({listing(names)}), but this script fine-tunes a classifier "
+            f"of {len(SENTIMENT_LABELS)} ({', '.join(SENTIMENT_LABELS)}). Give data with exactly "
+            f"{len(SENTIMENT_LABELS)} classes."
+        )
 
 
 # ------------------------------------------------------------- the accelerator
@@ -215,7 +264,9 @@ def load_course_data(options: FinetuneOptions, tokenizer):
     """Tokenized training and validation splits, cut to ``--max-*-examples`` (a seeded random subset)."""
     from utils.data import load_sentiment_dataset, tokenize_for_classification
 
-    tokenized = tokenize_for_classification(load_sentiment_dataset(options.data), tokenizer, options.max_length)
+    splits = load_sentiment_dataset(options.data)
+    check_class_count(splits["train"], options.data)
+    tokenized = tokenize_for_classification(splits, tokenizer, options.max_length)
     train_set, eval_set = tokenized["train"], tokenized["validation"]
     if options.max_train_examples is not None:
         train_set = train_set.shuffle(seed=options.seed).select(range(min(options.max_train_examples, len(train_set))))
@@ -251,6 +302,8 @@ def finetune(options: FinetuneOptions) -> dict:
     from utils.data import make_eval_loader, make_train_loader
     from utils.models import load_classifier, load_tokenizer
 
+    check_option_ranges(options)
+    check_max_length_fits(options)
     accelerator = make_accelerator(options)
     tokenizer = load_tokenizer(options.tokenizer or options.model)
     with accelerator.main_process_first():  # the main process fills the datasets cache first
@@ -302,15 +355,33 @@ def _save_model(accelerator, model, tokenizer, output: Path, metrics: dict) -> N
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The command line: fine-tune, print the metrics (main process), return the exit status."""
+    """The command line: fine-tune, print the metrics (main process), return the exit status.
+
+    A bad option exits with status 2 and argparse's message; so does an error the course's
+    checks raise later (bad data, a missing checkpoint, a diverged run): one line on stderr
+    that says what to fix, without a Python traceback.
+    """
     from utils.environment import quiet
 
     options = parse_options(argv)
     quiet()
-    metrics = finetune(options)
+    try:
+        metrics = finetune(options)
+    except _course_errors() as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(metrics))
     return 0
+
+
+def _course_errors() -> tuple[type[Exception], ...]:
+    """The errors whose message already says what to fix (the course's checks raise ValueError subclasses)."""
+    from utils.assets import AssetError
+    from utils.models import ModelLoadError
+    from utils.training import TrainingDivergedError
+
+    return (ValueError, AssetError, ModelLoadError, TrainingDivergedError)
 
 
 # ------------------------------------------- checks on several CPU processes

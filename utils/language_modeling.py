@@ -401,5 +401,5 @@ def min_k_percent_prob(logprobs: np.ndarray, k: float = 0.2) -> float:
         raise ValueError(f"k is a share of the tokens between 0 and 1 (e.g. 0.2), not {k}.")
     if len(logprobs) == 0:
         raise ValueError("a text with no tokens has no Min-K% Prob")
-    count = max(1, int(math.ceil(k * len(logprobs))))
+    count = max(1, math.ceil(k * len(logprobs)))
     return float(np.sort(np.asarray(logprobs, dtype=np.float64))[:count].mean())

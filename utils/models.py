@@ -32,6 +32,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from utils.assets import ASSETS, fetch
 from utils.data import SENTIMENT_LABELS
 from utils.environment import hub_offline
+from utils.settings_checks import check_dropout_overrides
 
 DEFAULT_ENCODER = "minilm"
 DEFAULT_CAUSAL_LM = "smollm2"
@@ -107,10 +108,12 @@ def load_classifier(
     real token vectors, the pooling all-MiniLM-L6-v2 was trained with; BERT-style encoders
     only). For a pretrained encoder such as MiniLM the head is new (randomly initialised
     from torch's current seed): seed first for a reproducible start. Extra keyword
-    arguments go to ``from_pretrained`` (e.g. ``hidden_dropout_prob=0.2``).
+    arguments go to ``from_pretrained`` (e.g. ``hidden_dropout_prob=0.2``); a dropout
+    outside [0, 1) raises ``SettingsError`` before the model loads.
     """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
+    check_dropout_overrides(kwargs)
     source = resolve_model_source(name_or_path)
     loader = AutoModelForSequenceClassification if pooling == "cls" else MeanPoolingClassifier
     return _from_pretrained(

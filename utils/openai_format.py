@@ -44,6 +44,7 @@ uses a ``labels`` column of a pre-tokenized data set as it is.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -54,6 +55,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from utils.language_modeling import IGNORE_INDEX
+from utils.messages import listing
 
 CHAT = "chat"
 PREFERENCE = "preference"
@@ -62,6 +64,11 @@ KINDS = (CHAT, PREFERENCE)
 MAX_LINE_BYTES = 8 * 2**20  # one record; far above any context limit, it bounds the memory a line may take
 MAX_FILE_BYTES = 512 * 2**20  # larger files are refused before reading: split them
 MAX_NESTING_DEPTH = 32  # a valid record nests 4 levels deep; deeper JSON is rejected, not recursed into
+MAX_INTEGER_DIGITS = 20  # a valid record's only number is a weight of 0 or 1; longer integers are refused unparsed
+# Tokens per example when no context_limit is given: the training context of gpt-4o-mini in OpenAI's
+# fine-tuning documentation; records are counted with o200k_base (utils.token_costs.count_record_tokens).
+DEFAULT_CONTEXT_LIMIT = 65_536
+BOM = "\ufeff"
 ISSUES_KEPT = 100  # per file and category, so a damaged file cannot fill memory; counts stay exact
 
 NUL = b"\x00"
@@ -74,6 +81,7 @@ TOOL_KEYS = ("tools", "parallel_tool_calls")  # accepted when no tools are defin
 CATEGORIES: dict[str, str] = {
     "unreadable_file": "check the path; the file must be a readable JSONL file under the size limit (split large files)",
     "binary_file": "this is not JSONL text: decompress or export it as UTF-8 text, one JSON object per line",
+    "byte_order_mark": "save the file as UTF-8 without a byte-order mark (BOM); the rest of the line is checked as it is",
     "empty_file": "the file holds no records: write one JSON object per line",
     "line_too_long": "the line is over the byte limit: shorten or split the example (it cannot fit a context anyway)",
     "not_utf8": "re-save the file as UTF-8 (spreadsheet tools often write Latin-1 or UTF-16)",
@@ -88,6 +96,9 @@ CATEGORIES: dict[str, str] = {
     "unrecognized_role": 'use "system", "user" or "assistant"',
     "missing_content": '"content" must be non-empty text (a string)',
     "example_missing_assistant_message": "add the assistant's answer: without one there is nothing to train on",
+    "last_message_not_assistant": "end the conversation with the assistant's answer: messages after the last "
+    "answer are never trained on",
+    "invalid_name": '"name" must be a non-empty string (the participant\'s name)',
     "invalid_weight": '"weight" must be the integer 0 or 1, and only on assistant messages',
     "no_trained_assistant_message": "every assistant message has weight 0: set at least one to 1 (or drop the key)",
     "malformed_preference": 'give "input" {"messages": [...]} ending before the answer, and "preferred_output" and '
@@ -180,7 +191,7 @@ def validate_files(
     validation_path: str | os.PathLike | None = None,
     kind: str = CHAT,
     *,
-    context_limit: int | None = None,
+    context_limit: int | None = DEFAULT_CONTEXT_LIMIT,
     count_tokens: Callable[[dict], int] | None = None,
     strict: bool = False,
     max_line_bytes: int = MAX_LINE_BYTES,
@@ -189,9 +200,10 @@ def validate_files(
     """Check OpenAI-format fine-tuning files line by line and return a ``ValidationReport``.
 
     ``kind`` is ``"chat"`` or ``"preference"``. With a ``validation_path``, records that also
-    appear in the training file are reported there. With ``context_limit``, every record whose
-    ``count_tokens(record)`` exceeds it is reported (for example
-    ``functools.partial(utils.token_costs.count_record_tokens, encoding=...)``).
+    appear in the training file are reported there. Every record whose ``count_tokens(record)``
+    exceeds ``context_limit`` is reported (for example
+    ``functools.partial(utils.token_costs.count_record_tokens, encoding=...)``); by default the
+    limit is ``DEFAULT_CONTEXT_LIMIT`` tokens of o200k_base, and ``context_limit=None`` turns it off.
     With ``strict=True`` any problem raises one ``FormatError`` that lists them all.
 
     Damaged files are reported, never crashed on: a missing or oversized file, binary data, a
@@ -210,7 +222,7 @@ def read_records(
     path: str | os.PathLike,
     kind: str = CHAT,
     *,
-    context_limit: int | None = None,
+    context_limit: int | None = DEFAULT_CONTEXT_LIMIT,
     count_tokens: Callable[[dict], int] | None = None,
 ) -> list[dict]:
     """Validate one file strictly (see ``validate_files``) and return its records, in file order."""
@@ -263,6 +275,8 @@ def _validate(train_path, validation_path, kind, context_limit, count_tokens, ma
     """Run every check; return the report and the training file's records (valid or not)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    if context_limit == DEFAULT_CONTEXT_LIMIT and count_tokens is None:
+        count_tokens = _count_o200k_tokens
     if context_limit is not None and count_tokens is None:
         raise ValueError("context_limit needs count_tokens, the function that counts a record's tokens")
     if validation_path is not None and Path(train_path).resolve() == Path(validation_path).resolve():
@@ -282,6 +296,21 @@ def _validate(train_path, validation_path, kind, context_limit, count_tokens, ma
     issues = tuple(sorted(log.kept, key=lambda issue: (issue.file != scans[0][0], issue.line)))
     report = ValidationReport(kind, lines_read, dict(log.counts), issues)
     return report, [line.value for line in scans[0][1]]
+
+
+def _count_o200k_tokens(record: dict) -> int:
+    """A record's tokens in o200k_base, the encoding of gpt-4o and gpt-4.1 (the default context check)."""
+    from utils.token_costs import count_record_tokens
+
+    return count_record_tokens(record, _o200k())
+
+
+@functools.cache
+def _o200k():
+    """The o200k_base encoding, loaded once (from the course's verified asset)."""
+    from utils.token_costs import load_encoding
+
+    return load_encoding("o200k_base")
 
 
 def _scan_file(path: Path, name: str, kind: str, log: _IssueLog, max_line_bytes: int, max_file_bytes: int):
@@ -352,6 +381,9 @@ def _check_line(name: str, number: int, raw: bytes | None, kind: str, log: _Issu
         log.add(name, number, "line_too_long", f"the line is over {max_bytes:,} bytes")
         return None
     raw = raw.rstrip(b"\r\n")
+    if number == 1 and raw.startswith(BOM.encode("utf-8")):
+        log.add(name, number, "byte_order_mark", "the file starts with a UTF-8 byte-order mark (BOM)")
+        raw = raw[len(BOM.encode("utf-8")) :]
     if not raw.strip():
         log.add(name, number, "blank_line", "the line is empty")
         return None
@@ -361,7 +393,8 @@ def _check_line(name: str, number: int, raw: bytes | None, kind: str, log: _Issu
         log.add(name, number, "not_utf8", f"byte {raw[error.start]:#04x} at column {error.start + 1} is not UTF-8")
         return None
     try:
-        value = json.loads(text, object_pairs_hook=_object_without_repeated_keys, parse_constant=_reject_constant)
+        value = json.loads(text, object_pairs_hook=_object_without_repeated_keys, parse_constant=_reject_constant,
+                           parse_int=_bounded_int)  # fmt: skip
     except RecursionError:
         log.add(name, number, "too_deeply_nested", "the JSON nests too deeply to parse")
         return None
@@ -388,6 +421,14 @@ def _object_without_repeated_keys(pairs: list[tuple[str, object]]) -> dict:
         repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
         raise ValueError(f'the key "{repeated}" appears twice in one object')
     return result
+
+
+def _bounded_int(digits: str) -> int:
+    """``json.loads`` hook: an integer of at most ``MAX_INTEGER_DIGITS`` digits (Python's own limit is 4,300)."""
+    if len(digits.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise ValueError(f"a number with {len(digits.lstrip('-')):,} digits (starting {digits[:8]}...): no value "
+                         "in a record is that long; a weight is 0 or 1")  # fmt: skip
+    return int(digits)
 
 
 def _reject_constant(name: str) -> None:
@@ -466,6 +507,8 @@ def _check_chat_record(record: dict, problems: dict[str, list[str]]) -> None:
     answers = [m for m in messages if isinstance(m, dict) and m.get("role") == "assistant"]
     if not answers:
         problems["example_missing_assistant_message"].append("no message has the role assistant")
+    elif isinstance(messages[-1], dict) and messages[-1].get("role") in ("system", "user"):
+        problems["last_message_not_assistant"].append(f"the last message has the role {messages[-1]['role']}")
     elif all(_weight_is_zero(m) for m in answers):
         problems["no_trained_assistant_message"].append(f"all {len(answers)} assistant message(s) have weight 0")
 
@@ -520,10 +563,12 @@ def _check_message(message: object, where: str, allowed: tuple[str, ...], proble
         problems["message_missing_key"].append(f"{where} has no {' and no '.join(missing)}")
     unknown = [f'"{key}"' for key in message if key not in allowed]
     if unknown:
-        problems["message_unrecognized_key"].append(f"{where} has the key(s) {', '.join(unknown)}")
+        problems["message_unrecognized_key"].append(f"{where} has the key(s) {listing(unknown)}")
+    if "name" in message and not (isinstance(message["name"], str) and message["name"].strip()):
+        problems["invalid_name"].append(f"{where} has the name {_shown(message['name'])}")
     role = message.get("role")
     if "role" in message and role not in ROLES:
-        problems["unrecognized_role"].append(f"{where} has the role {json.dumps(role)}")
+        problems["unrecognized_role"].append(f"{where} has the role {_shown(role)}")
     content = message.get("content")
     if "content" in message and not (isinstance(content, str) and content.strip()):
         problems["missing_content"].append(f"{where} has {_describe_content(content)}")
@@ -532,16 +577,22 @@ def _check_message(message: object, where: str, allowed: tuple[str, ...], proble
         if role != "assistant":
             problems["invalid_weight"].append(f"{where} is not an assistant message but has a weight")
         elif type(weight) is not int or weight not in (0, 1):
-            problems["invalid_weight"].append(f"{where} has the weight {json.dumps(weight)}")
+            problems["invalid_weight"].append(f"{where} has the weight {_shown(weight)}")
 
 
 def _check_keys(container: dict, expected: tuple[str, ...], where: str, problems: dict[str, list[str]]) -> None:
     """Log keys other than ``expected``; the tool keys pass when no tools are defined."""
     unknown = [f'"{key}"' for key in container if key not in expected + TOOL_KEYS]
     if unknown:
-        problems["record_unrecognized_key"].append(f"{where} has the key(s) {', '.join(unknown)}")
+        problems["record_unrecognized_key"].append(f"{where} has the key(s) {listing(unknown)}")
     if container.get("tools", []) != []:
         problems["record_unrecognized_key"].append(f'{where} defines "tools" (tool calling is not supported here)')
+
+
+def _shown(value: object, limit: int = 40) -> str:
+    """A JSON value as written, cut to ``limit`` characters: a message never repeats a huge value."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def _weight_is_zero(message: dict) -> bool:

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import tiktoken
 
-from utils.openai_format import record_conversations
+from utils.openai_format import CHAT, PREFERENCE, record_conversations, record_problems
 
 ENCODINGS_ASSET = "openai-encodings"
 
@@ -151,8 +151,22 @@ def count_assistant_tokens(messages: Sequence[dict], encoding: tiktoken.Encoding
 
 
 def count_record_tokens(record: dict, encoding: tiktoken.Encoding) -> int:
-    """Tokens of a chat record, or of a preference record's longer conversation (input plus one output)."""
-    return max(count_chat_tokens(messages, encoding) for messages in record_conversations(record))
+    """Tokens of a chat record, or of a preference record's longer conversation (input plus one output).
+
+    A record too malformed to count raises ValueError listing its problems (``record_problems``).
+    """
+    try:
+        return max(count_chat_tokens(messages, encoding) for messages in record_conversations(record))
+    except (KeyError, TypeError, AttributeError, ValueError):
+        raise ValueError(_uncountable(record)) from None
+
+
+def _uncountable(record: object) -> str:
+    """Why a record cannot be counted: its problems as a chat or a preference record."""
+    kind = PREFERENCE if isinstance(record, dict) and "input" in record else CHAT
+    problems = record_problems(record, kind) or {"data_type": ["it is not a chat or preference record"]}
+    listed = "; ".join(f"{category}: {', '.join(details)}" for category, details in problems.items())
+    return f"cannot count the tokens of this {kind} record ({listed}); check the file with validate_files first"
 
 
 def count_template_tokens(record: dict, tokenizer) -> int:

@@ -39,6 +39,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import random
 import shutil
 import time
@@ -53,6 +54,7 @@ from tqdm.auto import tqdm
 
 from utils.environment import PRECISIONS, Precision, pick_precision, progress_bars_enabled
 from utils.models import eval_mode
+from utils.settings_checks import check_at_least, check_learning_rate, check_max_grad_norm, check_weight_decay
 
 LATEST_FILE = "latest.json"  # names the newest complete checkpoint folder: written last, it commits one
 STATE_FILE = "trainer_state.json"  # loop counters and history (plain data)
@@ -63,6 +65,10 @@ RNG_FILE = "rng_state_{rank}.pt"  # random states, one file per process
 OLD_CHECKPOINT_FILE = "checkpoint.pt"  # the earlier single-pickle format, refused when loading
 CHECKPOINT_FORMAT = 2
 RECENT_STEPS = 20  # steps whose loss and gradient norm set the scale of "exploded"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, incomplete, damaged or foreign. The message names the file and the safe fix."""
 
 
 class TrainingDivergedError(RuntimeError):
@@ -122,7 +128,9 @@ class TrainingConfig:
     and with ``patience`` training stops after that many evaluations without improvement;
     ``restore_best`` loads the best weights back at the end.
     Checkpoints: with ``checkpoint_dir``, one every ``checkpoint_every`` steps and at the
-    end; ``resume=True`` continues from the newest. ``explosion_factor=None`` turns off
+    end; ``resume=True`` continues from the newest (``CheckpointError`` if there is none, or
+    if it is damaged). Every number is checked against its range (``SettingsError``).
+    ``explosion_factor=None`` turns off
     the "exploded" check (non-finite values always stop). ``progress=None`` shows a bar
     unless ``environment.quiet()`` ran.
     """
@@ -155,6 +163,15 @@ class TrainingConfig:
             raise ValueError("resume and checkpoint_every need a checkpoint_dir")
         if self.explosion_factor is not None and self.explosion_factor <= 1:
             raise ValueError("explosion_factor must be above 1 (or None to turn the check off)")
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
+        """Every number in its allowed range (``utils.settings_checks``), before any step is taken."""
+        check_max_grad_norm(self.max_grad_norm)
+        check_at_least(self.num_epochs, 1, "num_epochs")
+        check_at_least(self.max_steps, 0, "max_steps")
+        for name in ("eval_every", "checkpoint_every", "patience"):
+            check_at_least(getattr(self, name), 1, name)
 
 
 @dataclass
@@ -241,8 +258,12 @@ def make_adamw(
     ``fused_adamw_unavailable(model)`` finds no obstacle, and otherwise warns with the
     reason and uses torch's default; ``fused=True`` raises ValueError with the reason
     instead; ``fused=False`` always uses torch's default. The update is the same
-    algorithm either way; only the rounding of the last bits can differ.
+    algorithm either way; only the rounding of the last bits can differ. A learning rate
+    that is not a positive finite number, or a negative weight decay, raises
+    ``SettingsError`` (AdamW's own check misses them inside parameter groups).
     """
+    check_learning_rate(learning_rate)
+    check_weight_decay(weight_decay)
     obstacle = fused_adamw_unavailable(model) if fused is not False else None
     if obstacle is not None and fused:
         raise ValueError(f"fused=True, but {obstacle}. Pass fused=None to fall back to torch's default AdamW.")
@@ -422,16 +443,62 @@ def _latest_folder(checkpoint_dir: str | Path) -> Path | None:
                 "run code when loaded. It is not loaded: delete it (or the folder) and train again."
             )
         return None
-    folder = checkpoint_dir / json.loads(latest.read_text(encoding="utf-8"))["folder"]
+    folder = checkpoint_dir / _folder_named_in(latest)
     if not (folder / STATE_FILE).exists():
-        raise ValueError(f"{latest} points to {folder.name}, which is missing or incomplete; delete {checkpoint_dir}.")
+        raise CheckpointError(f"{latest} points to {folder.name}, which is missing or incomplete; delete {checkpoint_dir}.")
     return folder
+
+
+def _read_checkpoint_json(path: Path) -> dict:
+    """A JSON file of a checkpoint as a dict, or CheckpointError naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing: the checkpoint in {path.parent} is incomplete. "
+                              f"{_CHECKPOINT_FIX}") from None  # fmt: skip
+    except (ValueError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{path} is not valid JSON ({error}): the file is damaged. {_CHECKPOINT_FIX}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds {type(data).__name__}, not a JSON object. {_CHECKPOINT_FIX}")
+    return data
+
+
+def _folder_named_in(latest: Path) -> str:
+    """The checkpoint folder ``latest.json`` names: a plain folder name inside its own folder, nothing else."""
+    name = _read_checkpoint_json(latest).get("folder")
+    if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+        raise CheckpointError(
+            f"{latest} names the folder {name!r}, which is not a folder inside {latest.parent}: the file was "
+            f"edited or comes from elsewhere, and a checkpoint is only read from its own folder. {_CHECKPOINT_FIX}"
+        )
+    return name
+
+
+_CHECKPOINT_FIX = (
+    "Delete the checkpoint folder and train again (resume=False), or put back an intact copy of it. Do not "
+    "load it with torch.load(weights_only=False): that runs whatever code a file holds."
+)
+
+
+def load_tensors(path: Path) -> object:
+    """``torch.load(path, weights_only=True)`` on the CPU; a missing, damaged or foreign file raises
+    CheckpointError naming the file, the cause and the safe fix (never ``weights_only=False``)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing: the checkpoint in {path.parent} is incomplete. "
+                              f"{_CHECKPOINT_FIX}") from None  # fmt: skip
+    except pickle.UnpicklingError:
+        cause = "it holds Python objects other than tensors and plain data (a foreign or tampered file)"
+    except (RuntimeError, EOFError, ValueError, OSError) as error:
+        cause = f"it is truncated or damaged ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+    raise CheckpointError(f"{path} cannot be loaded safely: {cause}. {_CHECKPOINT_FIX}")
 
 
 def checkpoint_step(checkpoint_dir: str | Path) -> int | None:
     """The optimizer step of the newest checkpoint in ``checkpoint_dir`` (None if there is none), cheaply."""
     latest = Path(checkpoint_dir) / LATEST_FILE
-    return int(json.loads(latest.read_text(encoding="utf-8"))["step"]) if latest.exists() else None
+    return int(_read_checkpoint_json(latest)["step"]) if latest.exists() else None
 
 
 def load_checkpoint(checkpoint_dir: str | Path) -> dict | None:
@@ -440,20 +507,28 @@ def load_checkpoint(checkpoint_dir: str | Path) -> dict | None:
     Returns a dict with ``state`` (loop counters, a dict), ``history`` (TrainingHistory),
     ``folder`` and the tensors (``training`` for a one-process run, ``scheduler``,
     ``best_model``, ``rng``). Every file is read with ``torch.load(weights_only=True)``,
-    which cannot run code, so a checkpoint folder from elsewhere is safe to open.
+    which cannot run code, so a checkpoint folder from elsewhere is safe to open; a missing
+    ``training_state.pt`` (one-process checkpoints), a damaged or a foreign file raises
+    ``CheckpointError`` naming the file, as resuming does.
     """
     folder = _latest_folder(checkpoint_dir)
     if folder is None:
         return None
-    saved = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    saved = _read_checkpoint_json(folder / STATE_FILE)
     tensors = {}
     for key, name in [("training", TENSORS_FILE), ("scheduler", SCHEDULER_FILE), ("best_model", BEST_MODEL_FILE)]:
         path = folder / name
-        tensors[key] = torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
+        required = name == TENSORS_FILE and not _written_by_accelerate(folder)
+        tensors[key] = load_tensors(path) if path.exists() or required else None
     return {"state": saved["state"], "history": TrainingHistory(**saved["history"]), "folder": folder, **tensors}
 
 
 # ------------------------------------------------------------- random states
+
+
+def _written_by_accelerate(folder: Path) -> bool:
+    """Whether an Accelerator's ``save_state`` wrote the checkpoint (then its files replace ``training_state.pt``)."""
+    return any(any(folder.glob(pattern)) for pattern in ("optimizer*", "model*.safetensors", "pytorch_model*"))
 
 
 def _rng_state() -> dict:
@@ -544,7 +619,7 @@ class _OneProcess:
         atomic_save(state, folder / TENSORS_FILE)
 
     def load(self, model, optimizer, folder: Path) -> None:
-        state = torch.load(folder / TENSORS_FILE, map_location="cpu", weights_only=True)
+        state = load_tensors(folder / TENSORS_FILE)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
@@ -598,7 +673,11 @@ class _Accelerated:
                 _fsync_file(path)
 
     def load(self, model, optimizer, folder: Path) -> None:
-        self.accelerator.load_state(str(folder))  # accelerate reads its files with weights_only=True
+        try:
+            self.accelerator.load_state(str(folder))  # accelerate reads its files with weights_only=True
+        except (pickle.UnpicklingError, RuntimeError, EOFError, FileNotFoundError) as error:
+            first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise CheckpointError(f"The checkpoint in {folder} cannot be loaded ({first_line}). {_CHECKPOINT_FIX}") from None
 
 
 def _steps_for(model, config: TrainingConfig, accelerator):
@@ -919,8 +998,11 @@ class _Run:
         """Continue from the newest checkpoint, with the learning rate of the optimizer and scheduler passed in."""
         folder = _latest_folder(self.checkpoint_dir)
         if folder is None:
-            return
-        saved = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+            raise CheckpointError(
+                f"resume=True, but {self.checkpoint_dir} holds no checkpoint ({LATEST_FILE} is missing): nothing "
+                "to resume. Check the folder's name, or pass resume=False to start a new run."
+            )
+        saved = _read_checkpoint_json(folder / STATE_FILE)
         if saved["num_processes"] != self.steps.num_processes:
             raise ValueError(
                 f"The checkpoint in {folder} was written by {saved['num_processes']} processes; resume it with "
@@ -929,15 +1011,15 @@ class _Run:
         requested = _learning_rates(self.optimizer, self.scheduler)
         self.steps.load(self.model, self.optimizer, folder)
         if self.scheduler is not None:
-            self.scheduler.load_state_dict(torch.load(folder / SCHEDULER_FILE, weights_only=True))
+            self.scheduler.load_state_dict(load_tensors(folder / SCHEDULER_FILE))
         set_learning_rates(self.optimizer, self.scheduler, requested)
         self.state = LoopState(**saved["state"])
         self.history = TrainingHistory(**saved["history"])
         self.history.resumed_from_step = self.state.step
-        rng = torch.load(folder / RNG_FILE.format(rank=self.steps.process_index), weights_only=True)
+        rng = load_tensors(folder / RNG_FILE.format(rank=self.steps.process_index))
         self.batches.resume_rng = {"rng": rng, "epoch_start": rng["epoch_start"]}
         if (folder / BEST_MODEL_FILE).exists():
-            self.best_weights = torch.load(folder / BEST_MODEL_FILE, map_location="cpu", weights_only=True)
+            self.best_weights = load_tensors(folder / BEST_MODEL_FILE)
             self.best_version = 1
             self.best_file = (self.best_version, folder / BEST_MODEL_FILE)
 
@@ -998,10 +1080,7 @@ def train(
     _check_arguments(config, eval_fn, scheduler)
     steps = _steps_for(model, config, accelerator)
     run = _Run(model, optimizer, scheduler, config, eval_fn, steps, _StepBatches(train_loader, config.grad_accum_steps))
-    if run.checkpoint_dir is not None and steps.is_main:
-        run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    if config.resume:
-        run.resume()
+    _open_checkpoints(run)
     show_bar = (progress_bars_enabled() if config.progress is None else config.progress) and steps.is_main
     bar = tqdm(total=run.total_steps(), initial=run.state.step, disable=not show_bar, desc="training", unit="step")
     started = time.perf_counter()
@@ -1011,6 +1090,20 @@ def train(
         bar.close()
         run.history.total_seconds += time.perf_counter() - started
     return run.finish()
+
+
+def _open_checkpoints(run: _Run) -> None:
+    """Make the checkpoint folder (main process) and, with ``resume``, continue from it; a folder that does
+    not exist is refused before anything is created, one without a checkpoint by ``_Run.resume``."""
+    if run.config.resume and not run.checkpoint_dir.is_dir():
+        raise CheckpointError(
+            f"resume=True, but the checkpoint folder {run.checkpoint_dir} does not exist: nothing to resume. "
+            "Check its name, or pass resume=False to start a new run."
+        )
+    if run.checkpoint_dir is not None and run.steps.is_main:
+        run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    if run.config.resume:
+        run.resume()
 
 
 def _loop(run: _Run, bar, on_step) -> None:
