@@ -57,6 +57,15 @@ def test_cells_before_the_exercises_are_unchanged_and_exercises_are_cleared(writ
             assert after.source == ("" if handouts.is_solution(before) else before.source)
 
 
+@pytest.mark.parametrize("source", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_a_handout_keeps_every_check_cell_so_students_check_their_own_answers(written, source):
+    def check_cells(notebook):
+        return [cell.source for cell in notebook.cells if cell.source.startswith("check(")]
+
+    handout = nbformat.read(written[source.name], as_version=4)
+    assert check_cells(handout) and check_cells(handout) == check_cells(nbformat.read(source, as_version=4))
+
+
 def tiny_notebook() -> nbformat.NotebookNode:
     notebook = nbformat.v4.new_notebook()
     output = nbformat.v4.new_output("stream", text="42\n")

@@ -82,19 +82,42 @@ def test_opens_with_title_and_learning_goals(notebook):
     assert "Learning goals" in opening, f"{path.name}: the first cells need a '## Learning goals' section"
 
 
+CHECK_CALL_CELL = re.compile(r"""^check\("(\d\d\.\d+)"\)$""")
+CHECKER_IMPORT = "from utils.exercises import check, hint, solution"
+
+
+def exercise_section(nb: dict) -> list[dict]:
+    level_two = [(i, h) for i, cell in enumerate(nb["cells"]) for h in headings(cell, 2)]
+    return nb["cells"][level_two[-1][0]:]
+
+
 def test_ends_with_summary_then_exercises_with_tagged_solutions(notebook):
     path, nb = notebook
-    cells = nb["cells"]
-    level_two = [(i, h) for i, cell in enumerate(cells) for h in headings(cell, 2)]
-    titles = [h for _, h in level_two]
+    titles = [h for cell in nb["cells"] for h in headings(cell, 2)]
     assert titles[-2:] == ["Summary", "Exercises"], f"{path.name}: the last sections must be Summary, then Exercises"
-    exercises_at = level_two[-1][0]
-    exercises = [h for cell in cells[exercises_at:] for h in headings(cell, 3) if h.startswith("Exercise")]
+    exercises = [h for cell in exercise_section(nb) for h in headings(cell, 3) if h.startswith("Exercise")]
     assert 2 <= len(exercises) <= 4, f"{path.name}: give 2-4 exercises ('### Exercise N: ...'), found {len(exercises)}"
-    solutions = [c for c in cells[exercises_at:] if c["cell_type"] == "code"]
-    assert len(solutions) >= len(exercises), f"{path.name}: every exercise needs a solution cell"
-    for cell in solutions:
-        assert "solution" in cell["metadata"].get("tags", []), f"{path.name}: tag solution cells 'solution'"
+    solutions = [c for c in exercise_section(nb) if "solution" in c["metadata"].get("tags", [])]
+    assert len(solutions) >= len(exercises), f"{path.name}: every exercise needs a tagged solution cell"
+
+
+def test_every_exercise_checks_itself_and_its_solution_passes(notebook):
+    """Each exercise: its tagged solution, then a one-line check cell whose stored output says it passed."""
+    path, nb = notebook
+    number = path.name[:2]
+    code_cells = [c for c in exercise_section(nb) if c["cell_type"] == "code"]
+    assert code_cells and source(code_cells[0]).strip() == CHECKER_IMPORT, f"{path.name}: import the checker first"
+    exercises = [h for cell in exercise_section(nb) for h in headings(cell, 3) if h.startswith("Exercise")]
+    checked = []
+    for cell in code_cells[1:]:
+        if "solution" in cell["metadata"].get("tags", []):
+            continue
+        found = CHECK_CALL_CELL.match(source(cell).strip())
+        assert found, f"{path.name}: an exercise's code cell is a tagged solution or one check(...) call: {source(cell)[:80]!r}"
+        checked.append(found.group(1))
+        printed = "".join(output_texts(cell))
+        assert f"Exercise {found.group(1)}: passed." in printed, f"{path.name}: the solution of {found.group(1)} must pass its check"
+    assert checked == [f"{number}.{k}" for k in range(1, len(exercises) + 1)], f"{path.name}: one check per exercise, in order"
 
 
 def test_no_machine_paths_or_secrets(notebook):

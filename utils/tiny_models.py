@@ -57,7 +57,9 @@ def pad_collate(examples: list[dict]) -> dict[str, torch.Tensor]:
     return {"input_ids": input_ids, "attention_mask": mask, "labels": torch.tensor([e["labels"] for e in examples])}
 
 
-def tiny_loader(count: int = 48, batch_size: int = 8, seed: int = 0, shuffle: bool = True) -> torch.utils.data.DataLoader:
+def tiny_loader(
+    count: int = 48, batch_size: int = 8, seed: int = 0, shuffle: bool = True
+) -> torch.utils.data.DataLoader:
     """A shuffled DataLoader over ``tiny_examples`` with its own seeded generator."""
     return torch.utils.data.DataLoader(
         tiny_examples(count), batch_size=batch_size, shuffle=shuffle, collate_fn=pad_collate,
