@@ -240,6 +240,34 @@ def test_a_global_batch_without_accumulation_gets_its_hint():
     assert result.status == NOT_YET and "accumulation" in result.message
 
 
+def predict_in_train_mode(model, loader):
+    with torch.no_grad():
+        return torch.cat([model(**batch).logits for batch in loader])
+
+
+def predict_with_gradients(model, loader):
+    model.eval()
+    return torch.cat([model(**batch).logits for batch in loader])
+
+
+def predict_last_batch_only(model, loader):
+    model.eval()
+    with torch.no_grad():
+        for batch in loader:
+            logits = model(**batch).logits
+    return logits
+
+
+@pytest.mark.parametrize(("predict", "expected"), [
+    (predict_in_train_mode, "model.eval()"),
+    (predict_with_gradients, "torch.no_grad()"),
+    (predict_last_batch_only, "torch.cat"),
+])  # fmt: skip
+def test_each_classic_evaluation_bug_gets_its_own_hint(predict, expected):
+    result = evaluate("08.3", {"predict_logits": predict})
+    assert result.status == NOT_YET and expected in result.message, result.message
+
+
 def test_an_answer_of_the_wrong_type_is_not_yet_not_a_crash():
     result = evaluate("03.3", {"history": FakeHistory(), "MAX_GRAD_NORM": 1.0, "clipped_share": "half"})
     assert result.status == NOT_YET and "one number" in result.message
@@ -300,7 +328,7 @@ def test_the_report_counts_passed_attempted_and_not_attempted(tmp_path, capsys):
     captured = capsys.readouterr()
     assert re.search(r"03_training_loop.ipynb\s+03.1\s+passed", captured.out)
     assert re.search(r"03_training_loop.ipynb\s+03.4\s+not yet", captured.out)
-    assert "passed 1, attempted but not yet right 1, not attempted 4" in captured.out
+    assert "passed 1, attempted but not yet right 1, not attempted 5" in captured.out
     assert "WARNING: could not read broken.ipynb" in captured.err
 
 

@@ -653,6 +653,35 @@ def check_08_2(namespace: dict) -> str:
     return "Memory totals and the setups that fit are right."
 
 
+def reference_predict_logits(model, loader) -> torch.Tensor:
+    """The evaluation half of the loop: eval mode, no gradients, every batch's logits in order."""
+    model.eval()
+    with torch.no_grad():
+        return torch.cat([model(**batch).logits for batch in loader])
+
+
+def _logits_of(predict_logits: Callable, device: torch.device) -> tuple[torch.Tensor, bool]:
+    model = tiny_classifier(seed=0, dropout=0.3).to(device).train()  # as a model is after training
+    batches = [{key: value.to(device) for key, value in batch.items()} for batch in tiny_loader(count=24, batch_size=8)]
+    logits = predict_logits(model, batches)
+    return torch.as_tensor(logits).detach().cpu(), bool(getattr(logits, "requires_grad", False))
+
+
+def check_08_3(namespace: dict) -> str:
+    device = torch.device(namespace.get("device", "cpu"))
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        given, kept_graph = _logits_of(namespace["predict_logits"], device)
+        expected, _ = _logits_of(reference_predict_logits, device)
+    if given.shape != expected.shape:
+        raise NotYet(f"Expected the logits of all {expected.shape[0]} examples in loader order, shape {tuple(expected.shape)}; "
+                     f"got shape {tuple(given.shape)}. Concatenate the batches' logits with torch.cat.")  # fmt: skip
+    if not torch.allclose(given, expected, rtol=1e-4, atol=1e-6):
+        raise NotYet("The logits change from call to call: dropout is still on. Call model.eval() before predicting.")
+    if kept_graph:
+        raise NotYet("The logits carry a graph for backward: predict inside `with torch.no_grad():` to save memory and time.")
+    return "Eval mode, no gradients, every example once: right."
+
+
 def _exercise(exercise_id: str, names: str, verify: Callable[[dict], str], *hints: str) -> tuple[str, Exercise]:
     return exercise_id, Exercise(exercise_id, tuple(names.split()), verify, hints)
 
@@ -745,4 +774,7 @@ EXERCISES: dict[str, Exercise] = dict([
     _exercise("08.2", "total_gib fitting_setups", check_08_2,
               "A setup's total is its states (memory table, 8B column) plus the activations and logits it holds.",
               "Sharded setups hold one sequence each; fitting_setups = {s for s, t in total_gib.items() if t <= 24e9 / GIB}."),
+    _exercise("08.3", "predict_logits", check_08_3,
+              "A model comes out of training in train mode, with dropout on.",
+              "model.eval(); with torch.no_grad(): return torch.cat([model(**batch).logits for batch in loader])"),
 ])  # fmt: skip
