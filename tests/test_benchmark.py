@@ -10,6 +10,7 @@ from utils.benchmark import (
     _timing,
     compare,
     main,
+    metric_speeds,
     time_course_loop,
     time_trainer,
     training_sentences,
@@ -48,3 +49,9 @@ def test_the_ratio_is_the_loops_throughput_over_the_trainers(settings, capsys):
     assert len(result["whole_run_ratios"]) == 1 and result["whole_run_ratios"][0] > 0
     assert main(["--model", settings.model, "--num-examples", "24", "--batch-size", "8", "--rounds", "1"]) == 0
     assert "utils-loop/Trainer throughput ratio" in capsys.readouterr().out
+
+
+def test_the_metric_benchmark_times_both_versions_of_macro_f1(capsys):
+    seconds = metric_speeds(num_examples=50, num_resamples=20)
+    assert set(seconds) == {"numpy", "scikit-learn"} and all(value > 0 for value in seconds.values())
+    assert main(["--metrics"]) == 0 and "bootstrap of macro F1" in capsys.readouterr().out

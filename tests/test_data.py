@@ -335,7 +335,7 @@ def test_two_train_files_in_one_folder_are_refused(tmp_path):
 
 
 def test_tokenized_splits_have_model_inputs_only_and_loaders_pad_per_batch(splits):
-    from utils.data import make_eval_loader, make_train_loader, tokenize_for_classification
+    from utils.loaders import make_eval_loader, make_train_loader, tokenize_for_classification
     from utils.models import load_tokenizer
 
     tokenizer = load_tokenizer("minilm")

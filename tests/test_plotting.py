@@ -14,7 +14,7 @@ from utils.plotting import (
     plot_metric,
     plot_reliability_diagram,
 )
-from utils.training import TrainingHistory
+from utils.training_state import TrainingHistory
 
 plt.switch_backend("Agg")  # draw off-screen
 

@@ -14,23 +14,25 @@ from tiny import tiny_classifier, tiny_loader
 from transformers import get_linear_schedule_with_warmup
 
 from utils import training
-from utils.evaluation import evaluate_classifier
-from utils.settings_checks import SettingsError
-from utils.training import (
+from utils.checkpoints import (
     LATEST_FILE,
     OLD_CHECKPOINT_FILE,
     STATE_FILE,
     TENSORS_FILE,
     CheckpointError,
+    checkpoint_step,
+    load_checkpoint,
+    save_tensors,
+)
+from utils.evaluation import evaluate_classifier
+from utils.settings_checks import SettingsError
+from utils.step_health import StepHealth, check_step
+from utils.training import (
     TrainingConfig,
     TrainingDivergedError,
     TrainingHistory,
-    atomic_save,
-    check_step,
-    checkpoint_step,
     clone_state_dict,
     fused_adamw_unavailable,
-    load_checkpoint,
     make_adamw,
     train,
     weight_decay_groups,
@@ -140,16 +142,16 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_checkpoint(tmp_path):
     assert raised.value.history.steps == []
 
 
-def test_atomic_save_leaves_the_old_file_when_writing_fails(tmp_path):
+def test_saving_tensors_leaves_the_old_file_when_writing_fails(tmp_path):
     path = tmp_path / "state.pt"
-    atomic_save({"a": 1}, path)
+    save_tensors({"a": 1}, path)
 
     class Unpicklable:
         def __reduce__(self):
             raise RuntimeError("cannot pickle")
 
     with pytest.raises(RuntimeError):
-        atomic_save({"b": Unpicklable()}, path)
+        save_tensors({"b": Unpicklable()}, path)
     assert torch.load(path) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
 
@@ -269,7 +271,7 @@ def test_check_step_stops_on_non_finite_values_and_explosions():
     assert "loss jumped to 7.1" in check_step(7.1, 1.0, history).stop  # 10x the first loss, 0.7
     assert check_step(6.9, 1.0, history).stop is None
     assert check_step(7.1, 1.0, history, explosion_factor=None).stop is None
-    assert check_step(0.5, 1.0, TrainingHistory()) == training.StepHealth()  # the first step has no scale
+    assert check_step(0.5, 1.0, TrainingHistory()) == StepHealth()  # the first step has no scale
 
 
 def test_check_step_scale_tolerates_hard_batches_but_not_a_slow_climb():

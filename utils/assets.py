@@ -52,6 +52,8 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from utils.atomic_files import atomic_write
+
 CACHE_ENV_VAR = "COURSE_CACHE_DIR"
 DEFAULT_CACHE_DIR = Path("~/.cache/finetuning-course")
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent  # a relative COURSE_CACHE_DIR starts here
@@ -350,32 +352,38 @@ def _fetch_unlocked(spec: Asset, root: Path) -> Path:
         os.replace(staging, final)
     except AssetError:
         raise
-    except ARCHIVE_ERRORS as error:
-        archive.unlink(missing_ok=True)
-        raise AssetError(
-            f"Could not prepare '{spec.name}' from {spec.distribution.filename}: the archive "
-            f"looks damaged or incomplete ({type(error).__name__}: {error}). The file was "
-            "deleted; run again to download it afresh."
-        ) from error
-    except OSError as error:
-        raise AssetError(
-            f"Could not write the prepared '{spec.name}' into {display_path(root)} ({error}).{_disk_hint(root)} "
-            f"The verified download {spec.distribution.filename} is kept in {display_path(downloads)}/, so running "
-            f"again needs no network. Free some disk space or fix the folder's permissions (or set {CACHE_ENV_VAR} "
-            "to another folder) and run again."
-        ) from error
     except Exception as error:
-        raise AssetError(
-            f"Preparing '{spec.name}' from {spec.distribution.filename} failed with {type(error).__name__}: "
-            f"{error}.{_disk_hint(root)} The download itself is fine (its sha256 matched) and is kept in "
-            f"{display_path(downloads)}/. This usually means an installed library behaves differently from the "
-            "version the course was tested with: compare your versions with requirements-lock.txt, and report "
-            "it to the course maintainers if they match."
-        ) from error
+        raise _preparation_error(error, spec, root, archive) from error
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # already gone when the preparation succeeded
     archive.unlink()  # the prepared folder is what we keep; the marker records the checksums
     return final
+
+
+def _preparation_error(error: Exception, spec: Asset, root: Path, archive: Path) -> AssetError:
+    """What went wrong while preparing a verified download, and what to do: a damaged archive is deleted."""
+    downloads = archive.parent
+    if isinstance(error, ARCHIVE_ERRORS):
+        archive.unlink(missing_ok=True)
+        return AssetError(
+            f"Could not prepare '{spec.name}' from {spec.distribution.filename}: the archive "
+            f"looks damaged or incomplete ({type(error).__name__}: {error}). The file was "
+            "deleted; run again to download it afresh."
+        )
+    if isinstance(error, OSError):
+        return AssetError(
+            f"Could not write the prepared '{spec.name}' into {display_path(root)} ({error}).{_disk_hint(root)} "
+            f"The verified download {spec.distribution.filename} is kept in {display_path(downloads)}/, so running "
+            f"again needs no network. Free some disk space or fix the folder's permissions (or set {CACHE_ENV_VAR} "
+            "to another folder) and run again."
+        )
+    return AssetError(
+        f"Preparing '{spec.name}' from {spec.distribution.filename} failed with {type(error).__name__}: "
+        f"{error}.{_disk_hint(root)} The download itself is fine (its sha256 matched) and is kept in "
+        f"{display_path(downloads)}/. This usually means an installed library behaves differently from the "
+        "version the course was tested with: compare your versions with requirements-lock.txt, and report "
+        "it to the course maintainers if they match."
+    )
 
 
 def _disk_hint(root: Path) -> str:
@@ -404,9 +412,7 @@ def _write_marker(spec: Asset, folder: Path) -> None:
         # When each file was last written: a file whose time is unchanged need not be hashed again.
         "mtimes": {relative: (folder / relative).stat().st_mtime_ns for relative in files},
     }
-    partial = folder / f"{MARKER_FILE}.tmp"
-    partial.write_text(json.dumps(marker, indent=2))
-    os.replace(partial, folder / MARKER_FILE)  # readers never see half a marker
+    atomic_write(folder / MARKER_FILE, lambda handle: handle.write(json.dumps(marker, indent=2)), text=True)
 
 
 def _state(spec: Asset, folder: Path, rehash: bool = False) -> str:

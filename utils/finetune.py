@@ -262,7 +262,8 @@ def _batches_seen(loader):
 
 def load_course_data(options: FinetuneOptions, tokenizer):
     """Tokenized training and validation splits, cut to ``--max-*-examples`` (a seeded random subset)."""
-    from utils.data import load_sentiment_dataset, tokenize_for_classification
+    from utils.data import load_sentiment_dataset
+    from utils.loaders import tokenize_for_classification
 
     splits = load_sentiment_dataset(options.data)
     check_class_count(splits["train"], options.data)
@@ -299,7 +300,7 @@ def _linear_schedule(optimizer, options: FinetuneOptions, config: TrainingConfig
 
 def finetune(options: FinetuneOptions) -> dict:
     """Fine-tune as ``options`` say, in however many processes were launched; returns the final metrics."""
-    from utils.data import make_eval_loader, make_train_loader
+    from utils.loaders import make_eval_loader, make_train_loader
     from utils.models import load_classifier, load_tokenizer
 
     check_option_ranges(options)
@@ -454,7 +455,7 @@ def train_task(task: ClassifierTask, settings: CheckSettings, accelerator=None, 
     """Train ``task`` with ``utils.training.train``: under ``accelerator`` in every process, or in this one."""
     from transformers import get_linear_schedule_with_warmup
 
-    from utils.data import shuffled_loader
+    from utils.loaders import shuffled_loader
 
     model = task.make_model()
     optimizer = make_adamw(model, settings.learning_rate)

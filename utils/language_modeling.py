@@ -17,7 +17,7 @@ import datasets
 import numpy as np
 import torch
 
-from utils.data import shuffled_loader
+from utils.loaders import shuffled_loader
 from utils.models import eval_mode
 from utils.training import move_to_device
 
@@ -114,7 +114,7 @@ def make_causal_lm_loader(
     for labels, so padding never carries loss. With ``shuffle`` the order comes from the
     loader's own generator seeded with ``seed``: the same seed gives the same batches (and
     ``train`` can resume exactly). ``group_by_length`` (with ``shuffle``) batches examples
-    of similar length together, as ``utils.data.make_train_loader`` does, which saves the
+    of similar length together, as ``utils.loaders.make_train_loader`` does, which saves the
     compute spent on padding when lengths vary (packed blocks all have one length and gain nothing).
     """
     from transformers import DataCollatorForSeq2Seq

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import matplotlib.pyplot as plt
 import numpy as np
 
-from utils.training import TrainingHistory
+from utils.training_state import TrainingHistory
 
 if TYPE_CHECKING:
     from utils.evaluation import ReliabilityBins

@@ -1,10 +1,9 @@
-"""The one implementation of the course's classification scores: accuracy, and precision,
-recall and F1 with scikit-learn's averaging rules.
+"""The course's classification scores for its ``evaluate`` modules: scikit-learn's accuracy, precision,
+recall and F1, behind checks whose messages say what to pass instead.
 
 The ``evaluate`` modules next to this file import it with a relative import
 (``from ._classification import ...``): ``evaluate.load(path)`` copies a module's relative
 imports into its cache along with the module, so each module still loads on its own.
-``utils.evaluation`` imports it too, for the fast NumPy versions used in bootstrap loops.
 
 >>> scores = precision_recall_f1([0, 1, 1, 1], [0, 1, 0, 1])
 >>> {name: round(value, 4) for name, value in scores.items()}
@@ -17,6 +16,7 @@ from collections.abc import Sequence
 
 import datasets
 import numpy as np
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
 AVERAGES = ("binary", "macro", "weighted", "micro")
 
@@ -73,16 +73,14 @@ def accuracy(
     0.6666666666666666
     """
     predictions, references = _label_arrays(predictions, references)
-    correct = (predictions == references).astype(float)
-    weights = np.ones_like(correct) if sample_weight is None else np.asarray(sample_weight, dtype=float)
-    total = float((correct * weights).sum())
-    return total / float(weights.sum()) if normalize else total
+    return float(accuracy_score(references, predictions, normalize=normalize, sample_weight=sample_weight))
 
 
 def _classes_to_score(
     predictions: np.ndarray, references: np.ndarray, average: str, pos_label: int, labels: Sequence[int] | None
 ) -> np.ndarray:
-    """The classes whose scores are averaged, checked the way scikit-learn checks them."""
+    """The classes whose scores are averaged, checked before scikit-learn is called, with messages that say
+    what to pass instead."""
     if average not in AVERAGES:
         raise ValueError(f"average must be one of {', '.join(AVERAGES)}, not {average!r}.")
     present = np.union1d(predictions, references)
@@ -104,12 +102,6 @@ def _classes_to_score(
     return np.asarray([pos_label])
 
 
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """numerator / denominator, with 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
-    numerator, denominator = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
-    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
-
-
 def precision_recall_f1(
     predictions: Sequence[int],
     references: Sequence[int],
@@ -126,23 +118,7 @@ def precision_recall_f1(
     every class among predictions and references).
     """
     predictions, references = _label_arrays(predictions, references)
-    classes = _classes_to_score(predictions, references, average, pos_label, labels)
-    is_predicted, is_actual = predictions[:, None] == classes, references[:, None] == classes
-    true_pos = (is_predicted & is_actual).sum(0)
-    predicted, actual = is_predicted.sum(0), is_actual.sum(0)
-    if average == "micro":
-        true_pos, predicted, actual = (
-            true_pos.sum(keepdims=True),
-            predicted.sum(keepdims=True),
-            actual.sum(keepdims=True),
-        )
-    per_class = {
-        "precision": _ratio(true_pos, predicted),
-        "recall": _ratio(true_pos, actual),
-        "f1": _ratio(2 * true_pos, predicted + actual),
-    }
-    if average == "weighted":
-        if actual.sum() == 0:
-            return dict.fromkeys(per_class, 0.0)
-        return {name: float(np.average(values, weights=actual)) for name, values in per_class.items()}
-    return {name: float(np.mean(values)) for name, values in per_class.items()}
+    _classes_to_score(predictions, references, average, pos_label, labels)  # clear messages for bad arguments
+    scores = precision_recall_fscore_support(references, predictions, average=average, pos_label=pos_label,
+                                             labels=labels, zero_division=0)  # fmt: skip
+    return {name: float(value) for name, value in zip(("precision", "recall", "f1"), scores)}
