@@ -20,7 +20,7 @@ from utils.exercises import NOT_ATTEMPTED, NOT_YET, PASSED, evaluate
 
 def test_every_exercise_of_every_notebook_has_a_check():
     ids = {found for path in NOTEBOOKS for cell in json.loads(path.read_text())["cells"]
-           for found in re.findall(r'check\("(\d\d\.\d+)"\)', source(cell))}  # fmt: skip
+           for found in exercises.CHECK_CALL.findall(source(cell))}  # fmt: skip
     assert ids == set(EXERCISES)
 
 

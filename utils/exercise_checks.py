@@ -15,7 +15,9 @@ import numpy as np
 import torch
 
 from utils.exercises import Exercise, NotYet
+from utils.loaders import shuffled_loader
 from utils.tiny_models import tiny_classifier, tiny_loader
+from utils.training import move_to_device
 
 
 def _number(namespace: dict, name: str) -> float:
@@ -25,6 +27,16 @@ def _number(namespace: dict, name: str) -> float:
         return float(value.item() if hasattr(value, "item") else value)
     except (TypeError, ValueError):
         raise NotYet(f"`{name}` should be one number, but it is a {type(value).__name__}.") from None
+
+
+def _tiny_batches(device: torch.device) -> list[dict[str, torch.Tensor]]:
+    """Three batches of the tiny examples, on ``device``: a check trains or predicts on them."""
+    return [move_to_device(batch, device) for batch in tiny_loader(count=24, batch_size=8)]
+
+
+def _own_random_state(device: torch.device):
+    """Run a check's models without changing the random state of the learner's notebook."""
+    return torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
 
 
 def _close(value: float, expected: float, rel: float = 1e-3, absolute: float = 1e-6) -> bool:
@@ -172,9 +184,7 @@ def check_02_1(namespace: dict) -> str:
 
 def check_02_2(namespace: dict) -> str:
     answer = _mapping(namespace, "padding_shares", [8, 32, 128])
-    generator = torch.Generator().manual_seed(namespace["SEED"])
-    shuffled = torch.utils.data.DataLoader(namespace["tokenized"]["train"], batch_size=32, shuffle=True,
-                                           generator=generator, collate_fn=namespace["collator"])  # fmt: skip
+    shuffled = shuffled_loader(namespace["tokenized"]["train"], 32, namespace["collator"], namespace["SEED"], group_by_length=False)
     expected = namespace["padding_share"](shuffled)[0]
     if not _close(float(answer[32]), expected, rel=1e-6):
         raise NotYet("The share for batch size 32 is not that of a shuffled loader with dynamic padding "
@@ -345,7 +355,7 @@ def _weights_after(train_epochs: Callable, device: torch.device, **bug) -> torch
     from transformers import get_linear_schedule_with_warmup
 
     model = tiny_classifier(seed=0).to(device).eval()
-    batches = [{key: value.to(device) for key, value in batch.items()} for batch in tiny_loader(count=24, batch_size=8)]
+    batches = _tiny_batches(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
     scheduler = get_linear_schedule_with_warmup(optimizer, 0, 2 * len(batches))
     torch.manual_seed(1)
@@ -355,7 +365,7 @@ def _weights_after(train_epochs: Callable, device: torch.device, **bug) -> torch
 
 def check_03_4(namespace: dict) -> str:
     device = torch.device(namespace.get("device", "cpu"))
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with _own_random_state(device):
         given = _weights_after(namespace["train_epochs"], device)
         if torch.allclose(given, _weights_after(reference_train_epochs, device), rtol=1e-4, atol=1e-6):
             return "Your loop trains exactly like the reference loop: every step in its place."
@@ -473,7 +483,7 @@ def check_04_4(namespace: dict) -> str:
 
 
 def check_05_1(namespace: dict) -> str:
-    from sklearn.metrics import accuracy_score
+    from utils.evaluation import accuracy_score
 
     answer = _mapping(namespace, "interval_widths", ["prompting sample", "whole test split"])
     predictions, labels = namespace["test_predictions"], namespace["test_labels"]
@@ -662,14 +672,13 @@ def reference_predict_logits(model, loader) -> torch.Tensor:
 
 def _logits_of(predict_logits: Callable, device: torch.device) -> tuple[torch.Tensor, bool]:
     model = tiny_classifier(seed=0, dropout=0.3).to(device).train()  # as a model is after training
-    batches = [{key: value.to(device) for key, value in batch.items()} for batch in tiny_loader(count=24, batch_size=8)]
-    logits = predict_logits(model, batches)
+    logits = predict_logits(model, _tiny_batches(device))
     return torch.as_tensor(logits).detach().cpu(), bool(getattr(logits, "requires_grad", False))
 
 
 def check_08_3(namespace: dict) -> str:
     device = torch.device(namespace.get("device", "cpu"))
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with _own_random_state(device):
         given, kept_graph = _logits_of(namespace["predict_logits"], device)
         expected, _ = _logits_of(reference_predict_logits, device)
     if given.shape != expected.shape:

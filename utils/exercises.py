@@ -116,6 +116,8 @@ def solution_source(exercise_id: str, notebooks_dir: Path = NOTEBOOKS_DIR) -> st
     """The source of the tagged solution cells of an exercise, read from the course's notebook."""
     import nbformat
 
+    from utils.handouts import is_solution
+
     _exercise(exercise_id)
     number = exercise_id.split(".")[1]
     heading = re.compile(rf"^### Exercise {number}\b", flags=re.MULTILINE)
@@ -124,7 +126,7 @@ def solution_source(exercise_id: str, notebooks_dir: Path = NOTEBOOKS_DIR) -> st
     for cell in notebook.cells:
         if cell.cell_type == "markdown" and cell.source.lstrip().startswith("#"):
             inside = bool(heading.search(cell.source)) or (inside and "### Exercise" not in cell.source)
-        elif inside and "solution" in cell.get("metadata", {}).get("tags", []):
+        elif inside and is_solution(cell):
             sources.append(cell.source)
     if not sources:
         raise LookupError(f"Exercise {exercise_id} has no tagged solution cell in its notebook.")

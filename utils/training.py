@@ -382,7 +382,6 @@ def _start_run(model, loader, optimizer, scheduler, eval_fn, accelerator, config
     if config.resume:
         _resume(run)
     if eval_fn is not None and config.eval_at_start and run.state.step == 0 and not run.history.evaluations:
-        model.train()
         _evaluate(run)
     return run
 
