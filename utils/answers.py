@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ class ParsedAnswer:
 
 def _check_labels(labels: Sequence[str]) -> tuple[str, ...]:
     labels = tuple(labels)
-    if len(labels) < 2 or len(set(label.lower() for label in labels)) != len(labels):
+    if len(labels) < 2 or len({label.lower() for label in labels}) != len(labels):
         raise ValueError(f"Give at least two different answers to look for, e.g. ('negative', 'positive'); got {labels!r}.")
     if any(not re.fullmatch(r"\w+", label) for label in labels):
         raise ValueError(f"Each answer must be one word of letters or digits; got {labels!r}.")
@@ -153,3 +154,22 @@ def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
     if num_samples - num_correct < k:
         return 1.0
     return 1.0 - math.prod(1.0 - k / n for n in range(num_samples - num_correct + 1, num_samples + 1))
+
+
+def _folded(text: str) -> str:
+    """Lower case without accents: "Bogotá" and "BOGOTA" read the same."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(char for char in decomposed if not unicodedata.combining(char)).casefold()
+
+
+def names_answer(text: str, answer: str) -> bool:
+    """Whether ``text`` contains ``answer`` as whole words, ignoring case and accents: a lenient
+    check for a free-text answer such as a city's name.
+
+    >>> names_answer("The capital is Bogota.", "Bogotá"), names_answer("Parisian", "Paris")
+    (True, False)
+    """
+    if not answer.strip():
+        raise ValueError("The expected answer is empty: give the text a right answer must contain.")
+    pattern = r"(?<!\w)" + re.escape(_folded(answer.strip())) + r"(?!\w)"
+    return re.search(pattern, _folded(text)) is not None

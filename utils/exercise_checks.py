@@ -691,6 +691,92 @@ def check_08_3(namespace: dict) -> str:
     return "Eval mode, no gradients, every example once: right."
 
 
+# Notebook 09 ------------------------------------------------------------------------------------
+
+
+def check_09_1(namespace: dict) -> str:
+    from utils.answers import NO_ANSWER, parse_answer, parse_answers
+
+    value = _number(namespace, "first_named_accuracy")
+    texts, labels, names = namespace["untuned_texts"], np.asarray(namespace["eval_labels"]), namespace["LABELS"]
+    first = np.array([p.named[0] if p.named else NO_ANSWER for p in (parse_answer(t, names) for t in texts)])
+    expected = float(np.mean(first == labels))
+    if _close(value, expected):
+        return f"The first named label scores {expected:.2f}: hedged answers now earn credit they did not earn."
+    if _close(value, float(np.mean(parse_answers(texts, names, "lenient") == labels))):
+        raise NotYet("That is the lenient accuracy: a text naming both labels must count with its first one.")
+    if _close(value, float(np.mean(parse_answers(texts, names, "strict") == labels))):
+        raise NotYet("That is the strict accuracy: look for the labels anywhere in the text.")
+    raise NotYet(f"The share is {value:.4f}; recount it from `parse_answer(text, LABELS).named[0]` for every generation.")
+
+
+def check_09_2(namespace: dict) -> str:
+    value = _number(namespace, "pass_at_4")
+    counts, n = np.asarray(namespace["right_counts"])[0], int(namespace["NUM_SAMPLES"])
+    expected = float(np.mean([1 - math.comb(n - int(c), 4) / math.comb(n, 4) for c in counts]))
+    if _close(value, expected):
+        return f"pass@4 = {expected:.3f}, the same as pass_at_k gives."
+    if _close(value, float(np.mean(counts / n))):
+        raise NotYet("That is pass@1, the share of right samples: draw 4, and ask whether at least one is right.")
+    if _close(value, float(np.mean(counts > 0))):
+        raise NotYet("That is the share of reviews with at least one right sample of 16 (pass@16), not of 4.")
+    raise NotYet(f"pass@4 is {value:.4f} here; per review it is 1 - comb(n - c, 4) / comb(n, 4), then the mean.")
+
+
+# Notebook 10 ------------------------------------------------------------------------------------
+
+
+def check_10_1(namespace: dict) -> str:
+    from utils.rewards import group_advantages
+
+    rewards, size = namespace["hand_rewards"], int(namespace["NUM_GENERATIONS"])
+    try:
+        given = torch.as_tensor(namespace["batch_advantages"], dtype=torch.float32).flatten().cpu()
+    except (TypeError, ValueError):
+        raise NotYet("`batch_advantages` should be a list or tensor of one number per sampled answer.") from None
+    if given.shape != (len(rewards),):
+        raise NotYet(f"`batch_advantages` should hold {len(rewards)} numbers, one per answer of `hand_rewards`.")
+    if torch.allclose(given, group_advantages(rewards, size, "group"), atol=1e-5):
+        raise NotYet("Those are the group-scaled advantages: divide by the standard deviation of the whole batch.")
+    expected = group_advantages(rewards, size, "batch")
+    if torch.allclose(given, group_advantages(rewards, size, "none"), atol=1e-5) and not torch.allclose(given, expected, atol=1e-5):
+        raise NotYet("Divide the centred rewards by the batch's standard deviation plus 1e-4.")
+    if not torch.allclose(given, expected, atol=1e-4):
+        raise NotYet("Subtract each group's mean, then divide by torch.tensor(hand_rewards).std() + 1e-4 (Bessel's n - 1).")
+    return "The batch-scaled advantages match TRL's scale_rewards='batch'."
+
+
+def _first_word_reference(texts: list[str], labels, label_names) -> list[float]:
+    import string
+
+    words = [text.split() for text in texts]
+    return [float(bool(w) and w[0].strip(string.punctuation).lower() == label_names[int(right)]) for w, right in zip(words, labels)]
+
+
+def check_10_2(namespace: dict) -> str:
+    reward = namespace["first_word_reward"]
+    if not callable(reward):
+        raise NotYet("`first_word_reward` should be a function of (completions, label, **kwargs).")
+    label_names = namespace["label_names"]
+    cases = ["Positive or negative", "negative.", "", "The review is positive", " positive", "negatives"]
+    labels = [1, 0, 1, 1, 1, 0]
+    expected = _first_word_reference(cases, labels, label_names)
+    try:
+        as_messages = list(reward([[{"role": "assistant", "content": text}] for text in cases], labels, trainer_state=None))
+        as_strings = list(reward(cases, labels))
+    except Exception as error:  # noqa: BLE001 - any failure of the learner's function is a hint
+        raise NotYet(f"Calling first_word_reward failed ({type(error).__name__}: {error}); accept message lists, "
+                     "strings and extra keyword arguments.") from None
+    if as_messages != expected:
+        raise NotYet(f"On message lists {cases} with labels {labels} it gave {as_messages}, expected {expected}.")
+    if as_strings != expected:
+        raise NotYet("Strings must get the same reward as message lists: use completion_text(completion).")
+    payout = np.mean(_first_word_reference(list(namespace["hacked_answers"]), namespace["knob_labels"], label_names))
+    if not _close(_number(namespace, "first_word_payout"), float(payout), rel=1e-6):
+        raise NotYet("`first_word_payout` should be the mean of first_word_reward(hacked_answers, knob_labels).")
+    return "The first-word reward is right, and it pays hedges that start with the right label."
+
+
 def _exercise(exercise_id: str, names: str, verify: Callable[[dict], str], *hints: str) -> tuple[str, Exercise]:
     return exercise_id, Exercise(exercise_id, tuple(names.split()), verify, hints)
 
@@ -786,4 +872,16 @@ EXERCISES: dict[str, Exercise] = dict([
     _exercise("08.3", "predict_logits", check_08_3,
               "A model comes out of training in train mode, with dropout on.",
               "model.eval(); with torch.no_grad(): return torch.cat([model(**batch).logits for batch in loader])"),
+    _exercise("09.1", "first_named_accuracy", check_09_1,
+              "`parse_answer(text, LABELS).named` is a tuple of label indices, in the order the text names them.",
+              "first = named[0] if named else NO_ANSWER for each untuned text; then the mean of first == eval_labels."),
+    _exercise("09.2", "pass_at_4", check_09_2,
+              "`right_counts[0]` holds, for each review, how many of seed 0's 16 samples are right.",
+              "pass_at_4 = mean over reviews of 1 - math.comb(16 - c, 4) / math.comb(16, 4)."),
+    _exercise("10.1", "batch_advantages", check_10_1,
+              "Reshape the rewards to (prompts, NUM_GENERATIONS); subtract each row's mean.",
+              "(r - r.mean(dim=1, keepdim=True)).flatten() / (torch.tensor(hand_rewards).std() + 1e-4)"),
+    _exercise("10.2", "first_word_reward first_word_payout", check_10_2,
+              "completion_text(c).split() gives the words; strip string.punctuation from the first and lower-case it.",
+              "first_word_payout = float(np.mean(first_word_reward(hacked_answers, knob_labels)))"),
 ])  # fmt: skip

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import datasets
 import numpy as np
@@ -224,6 +225,59 @@ def generate_text(
     """
     continuations = generate_token_ids(model, tokenizer, prompts, max_new_tokens, seed, do_sample, temperature, top_p)
     return [tokenizer.decode(ids, skip_special_tokens=True) for ids in continuations]
+
+
+@dataclass(frozen=True)
+class GreedyGenerations:
+    """What ``greedy_generate`` returns: the new text of each prompt, and its first token's distribution."""
+
+    texts: list[str]
+    first_logprobs: np.ndarray  # (prompts, vocabulary), float32: log-probabilities of the first new token
+
+
+def greedy_generate(
+    model: torch.nn.Module, tokenizer, prompts: Sequence[Sequence[int]], max_new_tokens: int = 8, batch_size: int = 16
+) -> GreedyGenerations:
+    """Greedy continuations of tokenized prompts (e.g. ``chat_prompt_ids``), many at a time.
+
+    Prompts are batched in order of length and left-padded, so every prompt ends at the
+    last position and the new tokens line up; the answer to a prompt can differ from its
+    one-at-a-time answer in float rounding only. Besides the text (special tokens dropped),
+    it keeps the log-probabilities of every vocabulary token as the first new token: the
+    distribution that first-token scoring reads, and that sampling at temperature 1 draws
+    the first token from. The model runs in eval mode; its previous mode is restored.
+    """
+    if len(prompts) == 0 or any(len(prompt) == 0 for prompt in prompts):
+        raise ValueError("give at least one prompt, each with at least one token")
+    texts: list[str] = [""] * len(prompts)
+    first_logprobs: np.ndarray | None = None
+    by_length = sorted(range(len(prompts)), key=lambda index: len(prompts[index]))
+    with eval_mode(model), torch.no_grad():
+        device = next(model.parameters()).device
+        for start in range(0, len(prompts), batch_size):
+            rows = by_length[start : start + batch_size]
+            new_ids, logprobs = _greedy_batch(model, [prompts[row] for row in rows], max_new_tokens, tokenizer.pad_token_id, device)
+            if first_logprobs is None:
+                first_logprobs = np.zeros((len(prompts), logprobs.shape[1]), dtype=np.float32)
+            first_logprobs[rows] = logprobs
+            for row, ids in zip(rows, new_ids):
+                texts[row] = tokenizer.decode(ids, skip_special_tokens=True)
+    return GreedyGenerations(texts=texts, first_logprobs=first_logprobs)
+
+
+def _greedy_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, pad_token_id: int, device):
+    """One left-padded batch through ``generate``: the new token ids, and the first step's log-probabilities."""
+    longest = max(len(prompt) for prompt in prompts)
+    input_ids = torch.full((len(prompts), longest), pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(input_ids)
+    for row, prompt in enumerate(prompts):
+        input_ids[row, longest - len(prompt) :] = torch.tensor(list(prompt))
+        mask[row, longest - len(prompt) :] = 1
+    output = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), do_sample=False,
+                            max_new_tokens=max_new_tokens, pad_token_id=pad_token_id, output_logits=True,
+                            return_dict_in_generate=True)  # fmt: skip
+    logprobs = torch.log_softmax(output.logits[0].float(), dim=-1).cpu().numpy()
+    return output.sequences[:, longest:].tolist(), logprobs
 
 
 # ------------------------------------------------ scoring answers by the next token
