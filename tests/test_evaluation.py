@@ -25,6 +25,7 @@ from utils.evaluation import (
     fit_temperature,
     load_metric,
     macro_f1_score,
+    mean_difference,
     paired_bootstrap_difference,
     predict,
     reliability_bins,
@@ -124,6 +125,15 @@ def test_bootstrap_interval_brackets_the_value_and_shrinks_with_more_data():
     big_p, big_r = np.tile(PREDICTIONS, 10), np.tile(REFERENCES, 10)
     _, big_low, big_high = bootstrap_interval(accuracy_score, big_p, big_r, seed=1)
     assert big_high - big_low < (high - low) / 2
+
+
+def test_mean_difference_is_the_paired_bootstrap_of_per_item_scores():
+    rng = np.random.default_rng(3)
+    a, b = rng.random(50) < 0.7, rng.random(50) < 0.5
+    expected = paired_bootstrap_difference(lambda values, _: float(np.mean(values)), a.astype(float), b.astype(float),
+                                           np.zeros(50), seed=4)  # fmt: skip
+    assert mean_difference(a, b, seed=4) == expected
+    assert expected[0] == pytest.approx(a.mean() - b.mean())
 
 
 def test_paired_bootstrap_of_a_difference_is_narrower_than_two_independent_intervals():

@@ -179,6 +179,23 @@ def paired_bootstrap_difference(
     return float(difference(slice(None))), lower, upper
 
 
+def mean_difference(
+    values_a: Sequence[float], values_b: Sequence[float], num_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean of ``values_a`` minus mean of ``values_b``, per-item scores of two systems on the same items
+    (1 for right, 0 for wrong, or any number), with a paired bootstrap interval; notebook 07 builds it.
+
+    Returns ``(difference, lower, upper)``, ready for ``verdict``.
+
+    >>> mean_difference([1, 1, 0, 1], [1, 1, 0, 1])
+    (0.0, 0.0, 0.0)
+    """
+    values_a, values_b = np.asarray(values_a, dtype=float), np.asarray(values_b, dtype=float)
+    return paired_bootstrap_difference(
+        lambda values, _: float(np.mean(values)), values_a, values_b, np.zeros(len(values_a)), num_resamples, confidence, seed
+    )
+
+
 def _percentile_bootstrap(
     statistic: Callable[[np.ndarray], float], size: int, num_resamples: int, confidence: float, seed: int
 ) -> tuple[float, float]:

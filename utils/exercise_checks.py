@@ -14,8 +14,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from utils.answers import NO_ANSWER, parse_answer, parse_answers
 from utils.exercises import Exercise, NotYet
 from utils.loaders import shuffled_loader
+from utils.rewards import group_advantages
 from utils.tiny_models import tiny_classifier, tiny_loader
 from utils.training import move_to_device
 
@@ -695,8 +697,6 @@ def check_08_3(namespace: dict) -> str:
 
 
 def check_09_1(namespace: dict) -> str:
-    from utils.answers import NO_ANSWER, parse_answer, parse_answers
-
     value = _number(namespace, "first_named_accuracy")
     texts, labels, names = namespace["untuned_texts"], np.asarray(namespace["eval_labels"]), namespace["LABELS"]
     first = np.array([p.named[0] if p.named else NO_ANSWER for p in (parse_answer(t, names) for t in texts)])
@@ -727,8 +727,6 @@ def check_09_2(namespace: dict) -> str:
 
 
 def check_10_1(namespace: dict) -> str:
-    from utils.rewards import group_advantages
-
     rewards, size = namespace["hand_rewards"], int(namespace["NUM_GENERATIONS"])
     try:
         given = torch.as_tensor(namespace["batch_advantages"], dtype=torch.float32).flatten().cpu()
