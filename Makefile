@@ -51,11 +51,12 @@ lab: assets
 
 # The tests never need the Hugging Face Hub: run them offline, as CI does. Notebooks run side
 # by side, one per core (as many as the memory allows), each with one torch thread;
-# TEST_WORKERS=1 runs everything in one process.
+# TEST_WORKERS=1 runs everything in one process. Files are handed out in the order conftest.py
+# sorts them (the longest notebooks first), not re-sorted by their number of tests.
 TEST_WORKERS ?= auto
 test: assets
 	$(BIN)/python -m ruff check .
-	HF_HUB_OFFLINE=1 HF_EVALUATE_OFFLINE=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	HF_HUB_OFFLINE=1 HF_EVALUATE_OFFLINE=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # Re-run notebooks top to bottom and store their outputs, in the environment the tests check
 # them in (CPU, one torch thread): make execute NOTEBOOKS="notebooks/03_training_loop.ipynb"

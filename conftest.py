@@ -19,8 +19,9 @@ os.environ.update(nbval_tolerance.reference_environment())
 # notebooks' outputs/ folder, where a learner's own runs keep theirs.
 os.environ["COURSE_OUTPUT_DIR"] = tempfile.mkdtemp(prefix="course-test-outputs-")
 
-# The longest notebooks first, so that parallel workers finish at about the same time.
-HEAVIEST_FIRST = ("06", "07", "05", "04", "08", "03", "01", "02", "00")
+# The longest notebooks first (by their measured time), then the unit tests, so that parallel
+# workers finish at about the same time; `--no-loadscope-reorder` keeps pytest-xdist to this order.
+HEAVIEST_FIRST = ("05", "06", "10", "07", "04", "09", "03", "01", "08", "02", "00")
 GIB = 2**30
 MEMORY_PER_WORKER = 6 * GIB  # notebook 06 peaks near 5 GiB
 
